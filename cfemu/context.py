@@ -1,0 +1,53 @@
+"""Which runtime the running code belongs to.
+
+Worker code reaches `js.Date.now()`, `js.setTimeout` and `fetch()` through module-level names, as on
+Cloudflare; they find the runtime (and so its clock) through a context variable that every event
+dispatch sets and every task it starts inherits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .runtime import Runtime
+
+__all__ = ["current_runtime", "use_runtime", "client_session"]
+
+_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("cfemu_runtime", default=None)
+_sessions: dict[int, Any] = {}
+
+
+def current_runtime() -> Runtime | None:
+    return _runtime.get()
+
+
+def use_runtime(runtime: Runtime | None) -> contextvars.Token:
+    return _runtime.set(runtime)
+
+
+def reset_runtime(token: contextvars.Token) -> None:
+    _runtime.reset(token)
+
+
+async def client_session() -> aiohttp.ClientSession:
+    """One outbound HTTP session per event loop."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(id(loop))
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(auto_decompress=True)
+        _sessions[id(loop)] = session
+    return session
+
+
+async def close_client_session() -> None:
+    loop = asyncio.get_running_loop()
+    session = _sessions.pop(id(loop), None)
+    if session is not None:
+        await session.close()

@@ -1,0 +1,384 @@
+"""`Headers`, `Request`, `Response` and `fetch`, shaped like the Python Workers SDK's.
+
+Bodies are held as bytes (or an async iterable of bytes for a streamed response) and can be read
+once, as in the Fetch API; `clone()` gives a second reader.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import re
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from multidict import CIMultiDict
+
+from .errors import JsRangeError, JsTypeError
+from .objects import JsObject
+
+__all__ = ["Headers", "Request", "Response", "fetch", "BODY_USED"]
+
+BODY_USED = "Body has already been used. It can only be used once. Use tee() first if you need to read it twice."
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE")
+
+
+class Headers:
+    """The Fetch API's `Headers`: case-insensitive, several values per name, iterated in name order."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, init: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
+        self._h: CIMultiDict[str] = CIMultiDict()
+        if init is None:
+            return
+        if isinstance(init, Headers):
+            self._h = init._h.copy()
+            return
+        items = init.items() if isinstance(init, Mapping) else init
+        for item in items:
+            try:
+                name, value = item
+            except (TypeError, ValueError):
+                raise JsTypeError("Incorrect number of elements in header pair (expected 2).") from None
+            self.append(name, value)
+
+    @staticmethod
+    def _check(name: str, value: Any = "") -> tuple[str, str]:
+        name = str(name)
+        if not _TOKEN.match(name):
+            raise JsTypeError(f"Invalid header name '{name}'.")
+        value = str(value).strip(" \t\r\n")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise JsTypeError(f"Invalid header value for '{name}'.")
+        return name, value
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._h.getall(name, None)
+        if not values:
+            return default
+        return ", ".join(values)
+
+    def getAll(self, name: str) -> list[str]:
+        return list(self._h.getall(name, []))
+
+    def getSetCookie(self) -> list[str]:
+        return self.getAll("set-cookie")
+
+    def set(self, name: str, value: Any) -> None:
+        name, value = self._check(name, value)
+        self._h[name] = value
+
+    def append(self, name: str, value: Any) -> None:
+        name, value = self._check(name, value)
+        self._h.add(name, value)
+
+    def delete(self, name: str) -> None:
+        self._h.popall(name, None)
+
+    def has(self, name: str) -> bool:
+        return name in self._h
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.items()]
+
+    def values(self) -> list[str]:
+        return [v for _, v in self.items()]
+
+    def items(self) -> list[tuple[str, str]]:
+        """(lower-case name, value) pairs in name order; repeated names joined by ", " except set-cookie."""
+        names = sorted({k.lower() for k in self._h.keys()})
+        out: list[tuple[str, str]] = []
+        for name in names:
+            if name == "set-cookie":
+                out.extend((name, v) for v in self._h.getall(name))
+            else:
+                out.append((name, ", ".join(self._h.getall(name))))
+        return out
+
+    entries = items
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """Every header as written, in insertion order (for the wire)."""
+        return list(self._h.items())
+
+    def __iter__(self):
+        return iter(self.items())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._h
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        self.delete(name)
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self.items() == other.items()
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.items())
+
+
+def _coerce_headers(headers: Any) -> Headers:
+    if isinstance(headers, Headers):
+        return Headers(headers)
+    return Headers(headers)
+
+
+def _encode_body(body: Any) -> bytes | AsyncIterable[bytes] | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body.encode()
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, AsyncIterable):
+        return body
+    raise JsTypeError(
+        f"Body must be str, bytes, an async iterable of bytes or None, not {type(body).__name__}. "
+        "Use Response.json(...) for JSON."
+    )
+
+
+class _Body:
+    """Shared body reading for Request and Response."""
+
+    _body: bytes | AsyncIterable[bytes] | None
+    _used: bool
+
+    @property
+    def bodyUsed(self) -> bool:
+        return self._used
+
+    @property
+    def body(self) -> bytes | AsyncIterable[bytes] | None:
+        return self._body
+
+    async def bytes(self) -> bytes:
+        if self._used:
+            raise JsTypeError(BODY_USED)
+        self._used = True
+        body = self._body
+        if body is None:
+            return b""
+        if isinstance(body, bytes):
+            return body
+        chunks = []
+        async for chunk in body:
+            chunks.append(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+        return b"".join(chunks)
+
+    arrayBuffer = bytes
+
+    async def text(self) -> str:
+        return (await self.bytes()).decode("utf-8", errors="replace")
+
+    async def json(self) -> Any:
+        text = await self.text()
+        try:
+            return _json.loads(text)
+        except ValueError as e:
+            raise _syntax_error(f"Unexpected token in JSON: {e}") from None
+
+
+def _syntax_error(message: str) -> Exception:
+    # JSON.parse throws a SyntaxError; the SDK surfaces it as a JsException named SyntaxError.
+    from .errors import JsException
+
+    return JsException(message, name="SyntaxError")
+
+
+class Request(_Body):
+    """The Fetch API's `Request` as the Python SDK presents it."""
+
+    def __init__(self, input: str | Request, *, method: str | None = None, headers: Any = None,
+                 body: Any = None, cf: Mapping[str, Any] | None = None, redirect: str | None = None,
+                 **_ignored: Any) -> None:
+        if isinstance(input, Request):
+            base = input
+            url = base.url
+            method = method or base.method
+            headers = base.headers if headers is None else headers
+            if body is None and base._body is not None:
+                if base._used:
+                    raise JsTypeError(BODY_USED)
+                body, base._used = base._body, True
+            cf = base.cf if cf is None else cf
+        else:
+            url = str(input)
+        parts = urlsplit(url)
+        if not parts.scheme or not parts.netloc:
+            raise JsTypeError(f"Invalid URL: {url}")
+        method = (method or "GET").upper() if (method or "GET").upper() in _METHODS else (method or "GET")
+        self.url = url
+        self.method = method
+        self.headers = _coerce_headers(headers)
+        self._body = _encode_body(body)
+        if self._body is not None and method in ("GET", "HEAD"):
+            raise JsTypeError("Request with a GET or HEAD method cannot have a body.")
+        self._used = False
+        self.cf = JsObject(cf or {})
+        self.redirect = redirect or "follow"
+
+    def clone(self) -> Request:
+        if self._used:
+            raise JsTypeError(BODY_USED)
+        if self._body is not None and not isinstance(self._body, bytes):
+            raise JsTypeError("Cannot clone a Request with a streamed body.")
+        clone = Request(self.url, method=self.method, headers=self.headers, cf=dict(self.cf))
+        clone._body = self._body
+        return clone
+
+    @property
+    def path(self) -> str:
+        """Path and query of the URL (a convenience; JS code writes `new URL(request.url)`)."""
+        parts = urlsplit(self.url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+class Response(_Body):
+    """The Fetch API's `Response`; `web_socket=` carries the client end of a `WebSocketPair` (status 101)."""
+
+    def __init__(self, body: Any = None, status: int = 200, status_text: str = "", headers: Any = None,
+                 web_socket: Any = None, *, statusText: str | None = None, webSocket: Any = None) -> None:
+        if isinstance(body, (dict, list)):
+            raise JsTypeError("Response body must be str, bytes or None; use Response.json() for a dict or list.")
+        web_socket = web_socket if web_socket is not None else webSocket
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise JsTypeError(f"Response status must be an integer, got {status!r}.")
+        if status == 101:
+            if web_socket is None:
+                raise JsRangeError("Responses may only be constructed with status codes in the range 200 to 599, inclusive.")
+        elif not 200 <= status <= 599:
+            raise JsRangeError("Responses may only be constructed with status codes in the range 200 to 599, inclusive.")
+        self.status = status
+        self.statusText = statusText if statusText is not None else status_text
+        self.headers = _coerce_headers(headers)
+        self._body = _encode_body(body)
+        if self._body is not None and status in (101, 204, 205, 304):
+            raise JsTypeError("Response with null body status cannot have body")
+        if isinstance(body, str) and "content-type" not in self.headers:
+            self.headers.set("content-type", "text/plain;charset=UTF-8")
+        self._used = False
+        self.webSocket = web_socket
+        self.url = ""
+        self.redirected = False
+
+    @property
+    def status_text(self) -> str:
+        return self.statusText
+
+    @property
+    def web_socket(self) -> Any:
+        return self.webSocket
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status <= 299
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: Any = None, **kwargs: Any) -> Response:  # type: ignore[override]
+        """`Response.json(data)`; as an instance method (`await resp.json()`) it reads the body."""
+        body = _json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+        h = _coerce_headers(headers)
+        if "content-type" not in h:
+            h.set("content-type", "application/json")
+        return cls(body, status=status, headers=h, **kwargs)
+
+    @classmethod
+    def redirect(cls, url: str, status: int = 302) -> Response:
+        if status not in _REDIRECT_STATUSES:
+            raise JsRangeError(f"Invalid status code {status}: redirect status must be one of 301, 302, 303, 307, 308.")
+        return cls(None, status=status, headers={"location": str(url)})
+
+    @classmethod
+    def error(cls) -> Response:
+        resp = cls(None, status=200)
+        resp.status = 0
+        return resp
+
+    def clone(self) -> Response:
+        if self._used:
+            raise JsTypeError(BODY_USED)
+        if self._body is not None and not isinstance(self._body, bytes):
+            raise JsTypeError("Cannot clone a Response with a streamed body.")
+        clone = Response(None, status=200, headers=self.headers)
+        clone.status, clone.statusText, clone._body, clone.webSocket = self.status, self.statusText, self._body, self.webSocket
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+class _InstanceOrClass:
+    """Lets `Response.json` be the static constructor and `await resp.json()` the body reader."""
+
+    def __init__(self, classmethod_func: Any, instance_func: Any) -> None:
+        self._cls = classmethod_func
+        self._inst = instance_func
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self._cls.__get__(objtype, objtype)
+        return self._inst.__get__(obj, objtype)
+
+
+Response.json = _InstanceOrClass(Response.__dict__["json"], _Body.json)  # type: ignore[assignment]
+
+
+def _json_default(value: Any) -> Any:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+async def fetch(input: str | Request, **init: Any) -> Response:
+    """Outbound `fetch()` through aiohttp's client; returns a `Response` with the body read."""
+    from . import context
+
+    request = input if isinstance(input, Request) and not init else Request(input, **init)
+    runtime = context.current_runtime()
+    if runtime is not None:
+        routed = await runtime.route_subrequest(request)
+        if routed is not None:
+            return routed
+    import aiohttp
+
+    body = await request.bytes() if request.body is not None else None
+    session = await context.client_session()
+    try:
+        async with session.request(request.method, request.url, headers=request.headers.raw_items(), data=body,
+                                   allow_redirects=request.redirect != "manual") as resp:
+            content = await resp.read()
+            response = Response(content or None if resp.status not in (204, 205, 304) else None,
+                                status=resp.status if resp.status >= 200 else 200,
+                                status_text=resp.reason or "",
+                                headers=[(k, v) for k, v in resp.headers.items()])
+            response.url = str(resp.url)
+            response.redirected = bool(resp.history)
+            return response
+    except aiohttp.ClientError as e:
+        raise JsTypeError(f"Network connection lost. ({e})") from None

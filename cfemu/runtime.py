@@ -1,0 +1,360 @@
+"""One running worker: its code, its env of bindings, its clock, and event dispatch.
+
+`Runtime` loads the module named by `main`, finds `class Default(WorkerEntrypoint)` (or the older
+module-level `on_fetch`/`on_scheduled`/`on_queue`), builds `env` from the config's bindings, and
+dispatches `fetch`, `scheduled` and `queue` events the way Cloudflare calls them.  The dev server
+and the test fixture are two ways of feeding it events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from . import context
+from .assets import Assets
+from .clock import Clock, RealClock, Timer, VirtualClock
+from .config import WorkerConfig
+from .errors import WorkerLoadError
+from .http import Request, Response
+from .loader import WorkerCode, load_worker
+from .objects import JsObject
+from .services import Service, create_services
+
+__all__ = ["Runtime", "ExecutionContext", "ScheduledController"]
+
+log = logging.getLogger("cfemu")
+
+WORKER_THREW = "Worker threw exception"
+
+
+class ExecutionContext:
+    """`ctx` of a worker event: `waitUntil`, `passThroughOnException`, `props`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.pass_through = False
+        self.props = JsObject()
+
+    def waitUntil(self, awaitable: Awaitable[Any]) -> None:
+        if not inspect.isawaitable(awaitable):
+            from .errors import JsTypeError
+
+            raise JsTypeError("waitUntil() takes a promise (an awaitable).")
+        self._runtime.spawn(awaitable, name="waitUntil")
+
+    def passThroughOnException(self) -> None:
+        self.pass_through = True
+
+
+class ScheduledController:
+    """The `controller` of a `scheduled` event."""
+
+    type = "scheduled"
+
+    def __init__(self, cron: str, scheduled_time_ms: int) -> None:
+        self.cron = cron
+        self.scheduledTime = scheduled_time_ms
+        self.retry = True
+
+    def noRetry(self) -> None:
+        self.retry = False
+
+
+def _arity(func: Any) -> int:
+    """How many positional arguments a handler takes (the relaxed signatures Cloudflare allows)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 3
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 3
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+class Runtime:
+    """A worker with its bindings, driven by one clock."""
+
+    def __init__(self, config: WorkerConfig, *, state_dir: str | Path, clock: Clock | None = None,
+                 fresh_code: bool = False) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.clock = clock or RealClock()
+        self.clock.spawn = self.spawn
+        self.log = log
+        self.code: WorkerCode | None = None
+        self.env = JsObject()
+        self.services: list[Service] = []
+        self.assets = Assets(config.assets) if config.assets else None
+        self._fresh_code = fresh_code
+        self._tasks: set[asyncio.Task] = set()
+        self._cron_timers: list[Timer] = []
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the worker and start its bindings; raises `WorkerLoadError` if the code does not import."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.code = self._load(fresh=self._fresh_code)
+        token = context.use_runtime(self)
+        try:
+            self.services = create_services(self)
+            for service in self.services:
+                await service.start()
+            self.env = self._build_env()
+        finally:
+            context.reset_runtime(token)
+        self._schedule_crons()
+        self._started = True
+
+    def _load(self, *, fresh: bool) -> WorkerCode:
+        code = load_worker(self.config.main, fresh=fresh)
+        default = code.get("Default")
+        if default is None and not any(code.get(n) for n in ("on_fetch", "on_scheduled", "on_queue")):
+            raise WorkerLoadError(
+                f"{self.config.main}: no `class Default(WorkerEntrypoint)` (or `on_fetch`) found in the main module",
+                filename=str(self.config.main),
+            )
+        return code
+
+    def _build_env(self) -> JsObject:
+        env = JsObject()
+        from .objects import to_js_object
+
+        for key, value in self.config.vars.items():
+            env[key] = to_js_object(value)
+        env.update(self.config.secrets)
+        if self.assets is not None and self.config.assets and self.config.assets.binding:
+            env[self.config.assets.binding] = self.assets
+        for service in self.services:
+            env.update(service.bindings())
+        return env
+
+    async def reload(self) -> None:
+        """Load changed worker code (fresh modules) and reset what holds old classes; state stays."""
+        self.code = self._load(fresh=True)
+        for service in self.services:
+            await service.reload()
+
+    async def close(self) -> None:
+        """Clean shutdown: let background work finish (briefly), then close every binding."""
+        if self._closed:
+            return
+        self._closed = True
+        for timer in self._cron_timers:
+            timer.cancel()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=5)
+            for task in still:
+                task.cancel()
+        for service in reversed(self.services):
+            try:
+                await service.close()
+            except Exception:
+                log.exception("closing %s failed", service.kind or type(service).__name__)
+
+    def abandon(self) -> None:
+        """A crash: stop everything now; nothing that was not durable survives."""
+        self._closed = True
+        for timer in self._cron_timers:
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for service in reversed(self.services):
+            try:
+                service.abandon()
+            except Exception:
+                log.exception("abandoning %s failed", service.kind or type(service).__name__)
+
+    def service(self, kind: str) -> Service | None:
+        for service in self.services:
+            if service.kind == kind:
+                return service
+        return None
+
+    def worker_class(self, name: str) -> Any:
+        """A class exported by the worker's main module (Durable Object classes, entrypoints)."""
+        return None if self.code is None else self.code.get(name)
+
+    # -- background work ------------------------------------------------------------------------
+
+    def spawn(self, awaitable: Awaitable[Any], *, name: str | None = None) -> asyncio.Task:
+        token = context.use_runtime(self)
+        try:
+            task = asyncio.ensure_future(awaitable)
+        finally:
+            context.reset_runtime(token)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("Uncaught error in background work (waitUntil, timer or event)", exc_info=error)
+
+    async def settle(self) -> None:
+        """Wait until the background work started so far has finished or is waiting on the clock."""
+        loop = asyncio.get_running_loop()
+        idle = 0
+        for _ in range(100_000):
+            pending = [t for t in self._tasks if not t.done()]
+            if not pending:
+                await asyncio.sleep(0)
+                if not [t for t in self._tasks if not t.done()]:
+                    return
+                continue
+            await asyncio.sleep(0)
+            if getattr(loop, "_ready", None):
+                idle = 0
+                continue
+            done, _ = await asyncio.wait(pending, timeout=0.002)
+            if done:
+                idle = 0
+                continue
+            idle += 1
+            if idle >= 3:
+                return  # what is left waits on the virtual clock or on outside I/O
+
+    async def advance(self, seconds: float) -> None:
+        """Move a virtual clock forward, running every timer that comes due, in order."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise RuntimeError("advance() needs a runtime with a virtual clock")
+        if seconds < 0:
+            raise ValueError("cannot move the clock backwards")
+        target = clock.now() + seconds
+        await self.settle()
+        while True:
+            timer = clock.pop_due(target)
+            if timer is None:
+                break
+            token = context.use_runtime(self)
+            try:
+                clock.fire(timer)
+            finally:
+                context.reset_runtime(token)
+            await self.settle()
+        clock.set(target)
+        await self.settle()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _entrypoint(self) -> tuple[Any, ExecutionContext]:
+        ctx = ExecutionContext(self)
+        cls = self.code.get("Default") if self.code else None
+        return (cls(ctx, self.env) if cls is not None else None), ctx
+
+    async def fetch(self, request: Request) -> Response:
+        """Dispatch a `fetch` event (static assets first, unless `run_worker_first`)."""
+        token = context.use_runtime(self)
+        try:
+            return await self._fetch(request)
+        finally:
+            context.reset_runtime(token)
+
+    async def _fetch(self, request: Request) -> Response:
+        assets = self.assets
+        if assets is not None and not assets.run_worker_first and request.method in ("GET", "HEAD"):
+            served = assets.match(request)
+            if served is not None:
+                return served
+        instance, ctx = self._entrypoint()
+        handler = getattr(instance, "fetch", None) if instance is not None else self.code.get("on_fetch")
+        if handler is None:
+            if assets is not None:
+                return assets.serve(request)
+            return Response("No fetch handler is defined for this worker.", status=500)
+        args = [request, self.env, ctx][: _arity(handler)]
+        try:
+            response = await handler(*args)
+        except Exception as error:
+            log.error("Uncaught exception in fetch handler for %s %s", request.method, request.url, exc_info=error)
+            if ctx.pass_through and assets is not None:
+                return assets.serve(request)
+            return Response(WORKER_THREW, status=500, headers={"cf-worker-error": type(error).__name__})
+        if not isinstance(response, Response):
+            log.error("fetch handler for %s returned %r, not a Response", request.url, type(response).__name__)
+            return Response("The worker's fetch handler did not return a Response.", status=500)
+        return response
+
+    async def dispatch_scheduled(self, cron: str, scheduled_time_ms: int | None = None) -> bool:
+        """Run `scheduled(controller, env, ctx)` (env and ctx are None, as on Cloudflare)."""
+        token = context.use_runtime(self)
+        try:
+            controller = ScheduledController(cron, self.clock.now_ms() if scheduled_time_ms is None else scheduled_time_ms)
+            instance, ctx = self._entrypoint()
+            handler = getattr(instance, "scheduled", None) if instance is not None else self.code.get("on_scheduled")
+            if handler is None:
+                log.warning("cron %r fired but the worker has no scheduled handler", cron)
+                return False
+            args = [controller, None, None] if instance is not None else [controller, self.env, ctx]
+            try:
+                await handler(*args[: _arity(handler)])
+            except Exception as error:
+                log.error("Uncaught exception in scheduled handler (cron %r)", cron, exc_info=error)
+                return False
+            return True
+        finally:
+            context.reset_runtime(token)
+
+    async def dispatch_queue(self, batch: Any) -> None:
+        """Run `queue(batch, env, ctx)` (env and ctx are None); raises what the handler raised."""
+        token = context.use_runtime(self)
+        try:
+            instance, ctx = self._entrypoint()
+            handler = getattr(instance, "queue", None) if instance is not None else self.code.get("on_queue")
+            if handler is None:
+                raise RuntimeError("the worker consumes a queue but has no queue handler")
+            args = [batch, None, None] if instance is not None else [batch, self.env, ctx]
+            await handler(*args[: _arity(handler)])
+        finally:
+            context.reset_runtime(token)
+
+    async def route_subrequest(self, request: Request) -> Response | None:
+        """A hook for outbound `fetch()` to targets served in-process; none yet, so it goes out."""
+        return None
+
+    # -- cron -----------------------------------------------------------------------------------
+
+    def _schedule_crons(self) -> None:
+        for cron in self.config.crons:
+            self._schedule_cron(cron, self.clock.now())
+
+    def _schedule_cron(self, cron: str, after: float) -> None:
+        from datetime import datetime, timezone
+
+        from croniter import croniter
+
+        base = datetime.fromtimestamp(after, tz=timezone.utc)
+        when = croniter(cron, base).get_next(float)
+
+        async def fire() -> None:
+            if self._closed:
+                return
+            self._schedule_cron(cron, when)
+            await self.dispatch_scheduled(cron, int(when * 1000))
+
+        self._cron_timers = [t for t in self._cron_timers if not t.cancelled]
+        self._cron_timers.append(self.clock.call_at(when, fire))
+
+
+def make_clock(kind: str | Clock, start: float | None = None) -> Clock:
+    if isinstance(kind, Clock):
+        return kind
+    if kind == "virtual":
+        return VirtualClock(start)
+    if kind == "real":
+        return RealClock()
+    raise ValueError(f"clock must be 'virtual' or 'real', not {kind!r}")
+

@@ -1,0 +1,191 @@
+"""`js`: the JavaScript globals Python Workers code reaches for, driven by the runtime's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json as _json
+import logging
+import time
+import uuid
+from typing import Any
+
+from .. import context
+from ..http import Headers, Request, Response, fetch
+from ..objects import JsObject, to_js_object
+from ..websocket import WebSocketPair, WebSocketRequestResponsePair
+
+__cfemu__ = True
+__all__ = [
+    "Date", "console", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "Object", "JSON",
+    "WebSocketPair", "WebSocketRequestResponsePair", "Response", "Request", "Headers", "fetch", "crypto",
+    "Array", "undefined",
+]
+
+log = logging.getLogger("cfemu.console")
+undefined = None
+
+
+def _clock():
+    runtime = context.current_runtime()
+    return None if runtime is None else runtime.clock
+
+
+class Date:
+    """`Date.now()` reads the runtime's clock (virtual in tests)."""
+
+    @staticmethod
+    def now() -> int:
+        clock = _clock()
+        return clock.now_ms() if clock is not None else int(time.time() * 1000)
+
+    @staticmethod
+    def new(value: Any = None) -> Any:
+        from datetime import datetime, timezone
+
+        ms = Date.now() if value is None else value
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _format(args: tuple) -> str:
+    return " ".join(a if isinstance(a, str) else _json.dumps(a, default=str) if isinstance(a, (dict, list)) else str(a) for a in args)
+
+
+class console:  # noqa: N801 - the JS global's name
+    @staticmethod
+    def log(*args: Any) -> None:
+        log.info("%s", _format(args))
+
+    info = log
+    debug = log
+
+    @staticmethod
+    def warn(*args: Any) -> None:
+        log.warning("%s", _format(args))
+
+    @staticmethod
+    def error(*args: Any) -> None:
+        log.error("%s", _format(args))
+
+
+_timer_ids = itertools.count(1)
+_timers: dict[int, Any] = {}
+
+
+def _call(fn: Any, args: tuple) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        return result
+    return None
+
+
+def setTimeout(fn: Any, delay: float = 0, *args: Any) -> int:
+    """Run `fn` after `delay` ms on the runtime's clock."""
+    timer_id = next(_timer_ids)
+    clock = _clock()
+
+    def fire() -> Any:
+        _timers.pop(timer_id, None)
+        return _call(fn, args)
+
+    if clock is None:
+        handle = asyncio.get_running_loop().call_later(max(0, delay) / 1000, lambda: _spawn(fire()))
+    else:
+        handle = clock.call_later(max(0, delay or 0) / 1000, fire)
+    _timers[timer_id] = handle
+    return timer_id
+
+
+def setInterval(fn: Any, delay: float = 0, *args: Any) -> int:
+    timer_id = next(_timer_ids)
+    clock = _clock()
+
+    def fire() -> Any:
+        if timer_id not in _timers:
+            return None
+        _timers[timer_id] = clock.call_later(max(1, delay or 0) / 1000, fire) if clock else None
+        return _call(fn, args)
+
+    _timers[timer_id] = clock.call_later(max(1, delay or 0) / 1000, fire) if clock else None
+    return timer_id
+
+
+def clearTimeout(timer_id: int | None) -> None:
+    handle = _timers.pop(timer_id, None) if timer_id is not None else None
+    if handle is not None:
+        handle.cancel()
+
+
+clearInterval = clearTimeout
+
+
+def _spawn(result: Any) -> None:
+    if inspect.isawaitable(result):
+        asyncio.ensure_future(result)
+
+
+class Object:
+    @staticmethod
+    def fromEntries(entries: Any) -> JsObject:
+        if isinstance(entries, dict):
+            entries = entries.items()
+        return JsObject((k, v) for k, v in entries)
+
+    @staticmethod
+    def keys(obj: dict) -> list:
+        return list(obj.keys())
+
+    @staticmethod
+    def values(obj: Any) -> list:
+        if hasattr(obj, "object_values"):
+            return list(obj.object_values())
+        return list(obj.values())
+
+    @staticmethod
+    def entries(obj: dict) -> list:
+        return [list(kv) for kv in obj.items()]
+
+    @staticmethod
+    def new() -> JsObject:
+        return JsObject()
+
+
+class Array:
+    @staticmethod
+    def new(*items: Any) -> list:
+        return list(items)
+
+    @staticmethod
+    def isArray(value: Any) -> bool:
+        return isinstance(value, list)
+
+
+class JSON:
+    @staticmethod
+    def stringify(value: Any, replacer: Any = None, space: Any = None) -> str:
+        if space:
+            return _json.dumps(value, indent=space, ensure_ascii=False, default=str)
+        return _json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+    @staticmethod
+    def parse(text: str) -> Any:
+        from ..errors import JsException
+
+        try:
+            return to_js_object(_json.loads(text))
+        except ValueError as e:
+            raise JsException(f"Unexpected token in JSON: {e}", name="SyntaxError") from None
+
+
+class crypto:  # noqa: N801
+    @staticmethod
+    def randomUUID() -> str:
+        return str(uuid.uuid4())
+
+    @staticmethod
+    def getRandomValues(buf: bytearray) -> bytearray:
+        import os
+
+        buf[:] = os.urandom(len(buf))
+        return buf
