@@ -1,0 +1,49 @@
+"""How CLI commands find a `cfemu dev` that is serving the same state directory.
+
+`cfemu dev` writes `<state>/dev.json` (pid and URL) while it serves and removes it on exit; a
+command that touches state asks `running_server(state_dir)` and talks to the server when there is
+one (so the server's caches stay right), or opens the files directly when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["write_dev_info", "remove_dev_info", "running_server"]
+
+_FILE = "dev.json"
+
+
+def write_dev_info(state_dir: Path, url: str) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / f".{_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+    os.replace(tmp, state_dir / _FILE)
+
+
+def remove_dev_info(state_dir: Path) -> None:
+    path = state_dir / _FILE
+    try:
+        info = json.loads(path.read_text())
+        if info.get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def running_server(state_dir: Path) -> str | None:
+    """The URL of a live `cfemu dev` on this state directory, or None."""
+    try:
+        info = json.loads((Path(state_dir) / _FILE).read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return url
