@@ -110,6 +110,14 @@ class WebSocket:
         self.readyState = CLOSED if self._close_received else CLOSING
         self._transmit("close", (1005 if code is None else code, reason or ""))
 
+    def _disconnect(self, code: int = 1006, reason: str = "") -> None:
+        """The far side went away (a transport closed without a handshake): tell the peer once."""
+        if self._close_sent:
+            return
+        self._close_sent = True
+        self.readyState = CLOSED
+        self._transmit("close", (code, reason))
+
     def serializeAttachment(self, value: Any) -> None:
         from .values import serialize
 
@@ -154,7 +162,7 @@ class WebSocket:
                 self._close_sent = True
                 self.readyState = CLOSED
                 self._transmit("close", (code, reason))
-            payload = (code, reason, True)
+            payload = (code, reason, code != 1006)
         if self._owner is not None:
             if kind == "message":
                 self._owner.ws_message(self, payload)

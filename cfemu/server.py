@@ -1,0 +1,320 @@
+"""`cfemu dev`: serve a worker over HTTP and WebSockets with aiohttp.
+
+Only this module knows how requests arrive over the network: it turns aiohttp requests into
+`cfemu.http.Request`s for the runtime, bridges WebSocket upgrades to the worker's `WebSocketPair`,
+logs each request like wrangler does, reloads the worker when its files change (state stays), and
+keeps serving a clear error while the worker does not import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .config import WorkerConfig, find_config, load_config
+from .devinfo import remove_dev_info, write_dev_info
+from .errors import ConfigError, WorkerLoadError
+from .http import Request, Response
+from .runtime import Runtime
+from .websocket import MAX_MESSAGE_BYTES, WebSocket
+
+__all__ = ["DevServer", "run_dev"]
+
+log = logging.getLogger("cfemu.dev")
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "te", "trailer",
+               "proxy-connection"}
+
+
+class DevServer:
+    """The worker behind an aiohttp application; `runtime` is swapped on reload."""
+
+    def __init__(self, config_path: Path, *, env: str | None = None, state_dir: Path,
+                 extra_vars: dict[str, str] | None = None, live_reload: bool = True) -> None:
+        self.config_path = config_path
+        self.env = env
+        self.state_dir = state_dir
+        self.extra_vars = extra_vars or {}
+        self.live_reload = live_reload
+        self.runtime: Runtime | None = None
+        self.load_error: str | None = None
+        self.url = ""
+        self._watcher: asyncio.Task | None = None
+        self._stop_watch = asyncio.Event()
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._reload_lock = asyncio.Lock()
+
+    # -- worker lifecycle ---------------------------------------------------------------------
+
+    def _load_config(self) -> WorkerConfig:
+        return load_config(self.config_path, self.env, extra_vars=self.extra_vars)
+
+    async def start_worker(self) -> None:
+        try:
+            config = self._load_config()
+            runtime = Runtime(config, state_dir=self.state_dir)
+            await runtime.start()
+        except (ConfigError, WorkerLoadError) as e:
+            self.load_error = str(e)
+            log.error("%s", e)
+            return
+        except Exception as e:  # noqa: BLE001 - a broken binding must not kill the server
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.exception("the worker failed to start")
+            return
+        self.runtime, self.load_error = runtime, None
+
+    async def reload(self, changed: set[str]) -> None:
+        """Config changed: restart the runtime (new bindings, migrations). Code changed: fresh modules."""
+        async with self._reload_lock:
+            config_changed = any(Path(p).name in ("wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars") for p in changed)
+            if self.runtime is not None and not config_changed:
+                try:
+                    await self.runtime.reload()
+                    self.load_error = None
+                    log.info("Reloaded worker code")
+                    return
+                except WorkerLoadError as e:
+                    self.load_error = str(e)
+                    log.error("%s", e)
+                    return
+            old, self.runtime = self.runtime, None
+            if old is not None:
+                await old.close()
+            await self.start_worker()
+            if self.runtime is not None:
+                log.info("Reloaded worker (configuration changed)")
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        roots = {str(self.config_path.parent)}
+        try:
+            config = self._load_config()
+            roots.add(str(config.main.parent))
+        except ConfigError:
+            pass
+        state = str(self.state_dir)
+
+        def relevant(change: Any, path: str) -> bool:
+            return not path.startswith(state) and "__pycache__" not in path and (
+                path.endswith((".py", ".toml", ".json", ".jsonc", ".dev.vars")) or Path(path).name == ".dev.vars")
+
+        async for changes in awatch(*roots, watch_filter=relevant, stop_event=self._stop_watch, debounce=200, step=50):
+            await self.reload({path for _, path in changes})
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await self._dispatch(request)
+            status = response.status
+            return response
+        finally:
+            if request.path != "/cdn-cgi/cfemu/ping":
+                elapsed = (time.perf_counter() - started) * 1000
+                log.info("%s %s %d %s (%dms)", request.method, request.path_qs, status,
+                         _reason(status), round(elapsed))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if self.runtime is None:
+            message = self.load_error or "the worker is not loaded"
+            return web.Response(status=500, text=f"cfemu: the worker failed to load:\n{message}\n"
+                                                 "Fix the file and save: cfemu reloads it.\n")
+        runtime = self.runtime
+        if request.path == "/cdn-cgi/handler/scheduled":
+            cron = request.query.get("cron", runtime.config.crons[0] if runtime.config.crons else "* * * * *")
+            ok = await runtime.dispatch_scheduled(cron)
+            return web.Response(status=200 if ok else 500, text="Ran scheduled event" if ok else "Scheduled event failed")
+        if request.path.startswith("/client/v4/accounts/") and request.path.endswith("/analytics_engine/sql"):
+            service = runtime.service("analytics")
+            if service is not None and request.method == "POST":
+                from .analytics.http import handle_sql
+
+                return await handle_sql(service, request)
+        worker_request = await _to_worker_request(request)
+        response = await runtime.fetch(worker_request)
+        if response.status == 101 and response.webSocket is not None:
+            if request.headers.get("upgrade", "").lower() != "websocket":
+                return web.Response(status=500, text="The worker returned a WebSocket for a request that was not an upgrade.")
+            return await self._bridge_websocket(request, response)
+        return await _to_aiohttp_response(request, response)
+
+    async def _bridge_websocket(self, request: web.Request, response: Response) -> web.WebSocketResponse:
+        protocol = response.headers.get("sec-websocket-protocol")
+        ws = web.WebSocketResponse(protocols=[protocol] if protocol else (), max_msg_size=MAX_MESSAGE_BYTES,
+                                   autoping=True, heartbeat=None)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        end: WebSocket = response.webSocket
+        outgoing: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        end.addEventListener("message", lambda ev: outgoing.put_nowait(("message", ev.data)))
+        end.addEventListener("close", lambda ev: outgoing.put_nowait(("close", (ev.code, ev.reason))))
+        end.accept()
+
+        async def pump_out() -> None:
+            while True:
+                kind, payload = await outgoing.get()
+                if ws.closed:
+                    return
+                if kind == "message":
+                    if isinstance(payload, str):
+                        await ws.send_str(payload)
+                    else:
+                        await ws.send_bytes(payload)
+                else:
+                    code, reason = payload
+                    await ws.close(code=code if code not in (1005, 1006) else 1000, message=reason.encode())
+                    return
+
+        writer = asyncio.ensure_future(pump_out())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    end.send(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    end.send(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._sockets.discard(ws)
+            if end.readyState < WebSocket.CLOSING:
+                code = ws.close_code
+                if code is None or code in (1005, 1006) or code == 1009:
+                    end._disconnect(1006 if code != 1009 else 1009, "")
+                else:
+                    try:
+                        end.close(code, "")
+                    except Exception:  # noqa: BLE001 - a client close code the worker API rejects
+                        end._disconnect(1006, "")
+            await asyncio.sleep(0)
+            if not writer.done():
+                writer.cancel()
+        return ws
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=100 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def serve(self, host: str, port: int, *, ready: asyncio.Event | None = None,
+                    stop: asyncio.Event | None = None) -> None:
+        await self.start_worker()
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=2)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        actual = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+        display = "127.0.0.1" if host in ("127.0.0.1", "0.0.0.0", "") else host
+        self.url = f"http://{display}:{actual}"
+        write_dev_info(self.state_dir, self.url)
+        print(f"Ready on {self.url}", flush=True)
+        if ready is not None:
+            ready.set()
+        if self.live_reload:
+            self._watcher = asyncio.ensure_future(self._watch())
+        stop = stop or asyncio.Event()
+        try:
+            await stop.wait()
+        finally:
+            log.info("Shutting down")
+            self._stop_watch.set()
+            if self._watcher is not None:
+                self._watcher.cancel()
+            for ws in list(self._sockets):
+                await ws.close(code=1001, message=b"server shutting down")
+            await runner.cleanup()
+            if self.runtime is not None:
+                await self.runtime.close()
+            from .context import close_client_session
+
+            await close_client_session()
+            remove_dev_info(self.state_dir)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+async def _to_worker_request(request: web.Request) -> Request:
+    host = request.headers.get("host") or f"{request.url.host}:{request.url.port}"
+    url = f"{request.scheme}://{host}{request.path_qs}"
+    headers = [(k, v) for k, v in request.headers.items()]
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if peer:
+        headers.append(("cf-connecting-ip", peer[0]))
+    body = await request.read() if request.can_read_body else None
+    cf = {"colo": "LOCAL", "country": "XX", "httpProtocol": f"HTTP/{request.version.major}.{request.version.minor}",
+          "clientTcpRtt": 0, "asn": 0}
+    return Request(url, method=request.method, headers=headers, body=body or None if request.method not in ("GET", "HEAD") else None, cf=cf)
+
+
+async def _to_aiohttp_response(request: web.Request, response: Response) -> web.StreamResponse:
+    headers = [(k, v) for k, v in response.headers.raw_items() if k.lower() not in _HOP_BY_HOP]
+    body = response.body
+    if body is None or isinstance(body, bytes):
+        out = web.Response(status=response.status, reason=response.statusText or None, body=body)
+        for k, v in headers:
+            out.headers.add(k, v)
+        return out
+    stream = web.StreamResponse(status=response.status, reason=response.statusText or None)
+    for k, v in headers:
+        stream.headers.add(k, v)
+    await stream.prepare(request)
+    async for chunk in body:
+        await stream.write(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+    await stream.write_eof()
+    return stream
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="[cfemu] %(message)s", stream=sys.stderr)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def run_dev(*, config_path: str, env: str | None, persist_to: str | None, port: int, host: str,
+            extra_vars: dict[str, str], live_reload: bool, log_level: str = "info") -> int:
+    """Run `cfemu dev` until Ctrl-C; returns the exit code."""
+    _setup_logging(log_level)
+    try:
+        path = find_config(Path(config_path)).resolve()
+    except ConfigError as e:
+        print(f"cfemu: {e}", file=sys.stderr)
+        return 2
+    from .cli import DEFAULT_STATE
+
+    state = Path(persist_to).resolve() if persist_to else path.parent / DEFAULT_STATE
+    server = DevServer(path, env=env, state_dir=state, extra_vars=extra_vars, live_reload=live_reload)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await server.serve(host, port, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print(f"cfemu: cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
