@@ -218,11 +218,18 @@ class _Parser:
         self.env = env
         self.extra_vars = extra_vars
         self.warnings: list[str] = []
+        self.env_keys: set[str] = set()  # keys the selected [env.<name>] section sets itself
 
     # -- helpers ------------------------------------------------------------------------------
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {key}: {problem}")
+
+    def label(self, key: str, where: str) -> str:
+        # A top-level key the environment sets is reported where the user wrote it.
+        if where:
+            return f"{where}.{key}"
+        return f"env.{self.env}.{key}" if key in self.env_keys else key
 
     def warn(self, key: str, problem: str) -> None:
         message = f"{self.path}: {key}: {problem}"
@@ -233,7 +240,7 @@ class _Parser:
               default: Any = None, *, required: bool = False) -> Any:
         if key not in table:
             if required:
-                raise self.fail(f"{where}.{key}" if where else key, "is required")
+                raise self.fail(self.label(key, where), "is required")
             return default
         value = table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -244,12 +251,12 @@ class _Parser:
             ok = isinstance(value, kinds)
         if not ok:
             names = " or ".join(_type_name(k) for k in kinds)
-            raise self.fail(f"{where}.{key}" if where else key, f"expected {names}, got {_type_name(type(value))} {value!r}")
+            raise self.fail(self.label(key, where), f"expected {names}, got {_type_name(type(value))} {value!r}")
         return value
 
     def table_list(self, table: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
         value = table.get(key, [])
-        label = f"{where}.{key}" if where else key
+        label = self.label(key, where)
         if not isinstance(value, list):
             raise self.fail(label, f"expected an array of tables ([[{key}]]), got {_type_name(type(value))}")
         for i, item in enumerate(value):
@@ -269,7 +276,7 @@ class _Parser:
 
     def str_list(self, table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
         value = table.get(key, [])
-        label = f"{where}.{key}" if where else key
+        label = self.label(key, where)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(label, "expected an array of strings")
         return tuple(value)
@@ -296,6 +303,7 @@ class _Parser:
                 raise self.fail(f"env.{self.env}", "expected a table")
             where = f"env.{self.env}"
             self.unknown(section, _INHERITABLE | _NON_INHERITABLE, where)
+            self.env_keys = set(section)
             merged = {k: v for k, v in raw.items() if k in _INHERITABLE}
             merged.update(section)
             section = merged
@@ -326,7 +334,7 @@ class _Parser:
             raise self.fail(key("main"), f"{main_value!r} does not exist (looked for {main})")
 
         compat_date = self.typed(section, "compatibility_date", "", str, None)
-        if compat_date is not None and not re.match(r"^\d{4}-\d{2}-\d{2}$", compat_date):
+        if compat_date is not None and not _is_date(compat_date):
             raise self.fail(key("compatibility_date"), f"{compat_date!r} is not a date like 2025-01-31")
         flags = self.str_list(section, "compatibility_flags", "")
 
@@ -594,6 +602,18 @@ class _Parser:
         for name in config.secrets:
             if name in names and names[name] != "vars":
                 raise self.fail(".dev.vars", f"secret {name!r} has the same name as a binding in {names[name]}")
+
+
+def _is_date(value: str) -> bool:
+    import datetime
+
+    if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+        return False
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_cron(parser: _Parser, cron: str, label: str) -> None:
