@@ -1,0 +1,7 @@
+"""Workers KV: namespaces over SQLite with TTLs on the runtime clock, metadata, cursors and limits."""
+
+from .namespace import KVNamespace, KVValueStream
+from .service import KVService, namespace_path
+from .storage import KVStore
+
+__all__ = ["KVNamespace", "KVService", "KVStore", "KVValueStream", "namespace_path"]
