@@ -22,7 +22,7 @@ CFEMU = [sys.executable, "-m", "cfemu.cli"] if not (Path(sys.executable).parent 
 READY = re.compile(r"Ready on (http://127\.0\.0\.1:\d+)")
 
 
-def write_worker(directory: Path, code: str, toml: str = "", *, name: str = "w", main: str = "worker.py",
+def _write_worker(directory: Path, code: str, toml: str = "", *, name: str = "w", main: str = "worker.py",
                  files: dict[str, str] | None = None) -> Path:
     """Write worker.py + wrangler.toml (and any sibling files) into `directory`; returns the config path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,18 @@ class DevProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture
+def write_worker():
+    """`write_worker(dir, code, toml="", files={...})` writes a tiny worker and returns its wrangler.toml."""
+    return _write_worker
+
+
+@pytest.fixture(scope="session")
+def dev_process_class():
+    """The `DevProcess` class, for module-scoped servers shared by several tests."""
+    return DevProcess
 
 
 @pytest.fixture
