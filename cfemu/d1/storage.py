@@ -1,0 +1,300 @@
+"""One D1 database: a SQLite file run the way D1 runs it.
+
+Each query is atomic and committed before it returns (WAL, synchronous=NORMAL); a batch is one
+transaction; SQLite's authorizer refuses what D1 refuses (BEGIN/SAVEPOINT, ATTACH, `_cf_` tables,
+PRAGMAs outside D1's list) and SQLite's limits are set to D1's (100 bound parameters, 100 columns,
+100 KB statements, 2 MB strings/BLOBs).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import apsw
+
+from .errors import D1_ERROR, NO_STATEMENTS, d1_error, sqlite_message
+
+__all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
+
+SERVED_BY = "cfemu.db"
+D1_LIMITS = {
+    apsw.SQLITE_LIMIT_VARIABLE_NUMBER: 100,
+    apsw.SQLITE_LIMIT_COLUMN: 100,
+    apsw.SQLITE_LIMIT_SQL_LENGTH: 100_000,
+    apsw.SQLITE_LIMIT_LENGTH: 2_000_000,
+    apsw.SQLITE_LIMIT_ATTACHED: 0,
+}
+# PRAGMAs D1 documents as supported; the rest are refused like production refuses them.
+ALLOWED_PRAGMAS = frozenset({
+    "table_list", "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "foreign_key_check", "foreign_keys", "defer_foreign_keys", "quick_check",
+    "integrity_check", "case_sensitive_like", "ignore_check_constraints", "legacy_alter_table",
+    "recursive_triggers", "reverse_unordered_selects", "optimize", "data_version", "user_version",
+    "schema_version", "freelist_count", "page_count", "page_size", "collation_list",
+    "function_list", "compile_options", "encoding",
+})
+_COMMENT_LINE = re.compile(r"^\s*--.*$", re.MULTILINE)
+
+
+@dataclass
+class QueryResult:
+    """What one statement produced: column names, rows (tuples of D1 values) and D1's `meta`."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def has_statements(sql: str) -> bool:
+    return bool(_COMMENT_LINE.sub("", sql).strip())
+
+
+def _d1_value(value: Any) -> Any:
+    # D1 hands BLOBs back as arrays of byte values (what JSON carries), not as buffers.
+    if isinstance(value, bytes):
+        return list(value)
+    return value
+
+
+class D1Storage:
+    """The SQLite file behind one `[[d1_databases]]` entry."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = apsw.Connection(str(self.path))
+        self.conn.set_busy_timeout(5000)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        # D1 enforces foreign keys by default.
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        for limit, value in D1_LIMITS.items():
+            self.conn.limit(limit, value)
+        self._internal = 0
+        self._readonly = True
+        self._rows: list[Any] | None = None
+        self._deny_reason: str | None = None
+        self.conn.authorizer = self._authorize
+        self._size = self._db_size()
+
+    # -- policy -----------------------------------------------------------------------------------
+
+    def _authorize(self, op: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None) -> int:
+        if self._internal:
+            return apsw.SQLITE_OK
+        if op in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
+            self._deny_reason = "transaction"
+            return apsw.SQLITE_DENY
+        if op in (apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
+            self._deny_reason = "attach"
+            return apsw.SQLITE_DENY
+        if op == apsw.SQLITE_PRAGMA:
+            if (p1 or "").lower() not in ALLOWED_PRAGMAS:
+                self._deny_reason = "pragma"
+                return apsw.SQLITE_DENY
+            return apsw.SQLITE_OK
+        if op in (apsw.SQLITE_CREATE_TABLE, apsw.SQLITE_DROP_TABLE, apsw.SQLITE_READ, apsw.SQLITE_UPDATE,
+                  apsw.SQLITE_INSERT, apsw.SQLITE_DELETE, apsw.SQLITE_ALTER_TABLE, apsw.SQLITE_CREATE_INDEX):
+            if p1 and p1[:4].lower() == "_cf_":
+                self._deny_reason = "reserved"
+                return apsw.SQLITE_DENY
+        return apsw.SQLITE_OK
+
+    def _fail(self, error: apsw.Error) -> Exception:
+        message = sqlite_message(error, self._deny_reason)
+        self._deny_reason = None
+        return d1_error(D1_ERROR, message)
+
+    # -- running SQL ------------------------------------------------------------------------------
+
+    def _db_size(self) -> int:
+        self._internal += 1
+        try:
+            pages = self.conn.execute("PRAGMA page_count").fetchall()[0][0]
+            size = self.conn.execute("PRAGMA page_size").fetchall()[0][0]
+        finally:
+            self._internal -= 1
+        return pages * size
+
+    def _run(self, sql: str, params: Sequence[Any]) -> QueryResult:
+        """One prepared statement (possibly several `;`-separated ones: the last one's rows count)."""
+        conn = self.conn
+        before_total = conn.total_changes()
+        before_rowid = conn.last_insert_rowid()
+        started = time.perf_counter()
+        multi = ";" in sql.rstrip().rstrip(";")
+        rows: list[tuple[Any, ...]] = []
+        columns: list[str] | None = None
+        self._readonly = True
+        self._rows = rows if multi else None
+        cursor = conn.cursor()
+        cursor.exec_trace = self._trace
+        cursor.execute(sql, tuple(params))
+        if not multi:
+            try:
+                columns = [d[0] for d in cursor.get_description()]
+            except apsw.ExecutionCompleteError:
+                columns = None
+            rows.extend(cursor)
+        else:
+            for row in cursor:
+                if not rows:
+                    columns = [d[0] for d in cursor.get_description()]
+                rows.append(row)
+            if not rows:
+                columns = None
+        readonly = self._readonly
+        duration = (time.perf_counter() - started) * 1000
+        changes = conn.total_changes() - before_total
+        last_row_id = conn.last_insert_rowid()
+        if not readonly:
+            size = self._db_size()
+        else:
+            size = self._size
+        changed = changes != 0 or last_row_id != before_rowid or size != self._size
+        self._size = size
+        if any(isinstance(v, bytes) for row in rows for v in row):
+            rows = [tuple(_d1_value(v) for v in row) for row in rows]
+        meta = {
+            "served_by": SERVED_BY,
+            "served_by_region": "local",
+            "served_by_primary": True,
+            "timings": {"sql_duration_ms": duration},
+            "duration": duration,
+            "changes": changes,
+            "last_row_id": last_row_id,
+            "changed_db": changed,
+            "size_after": size,
+            # SQLite does not count the rows a statement visits; these approximate D1's counters.
+            "rows_read": len(rows) if readonly else max(len(rows), changes),
+            "rows_written": 0 if readonly else changes,
+            "total_attempts": 1,
+        }
+        if columns is None:
+            columns = self._columns_of(sql) if not rows else []
+        return QueryResult(columns, rows, meta)
+
+    def _trace(self, cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
+        # Runs before each statement: note whether it writes, and (for several statements) keep
+        # only the rows of the last one, as workerd returns the last statement's cursor.
+        if not cursor.is_readonly:
+            self._readonly = False
+        if self._rows is not None:
+            self._rows.clear()
+        return True
+
+    def _columns_of(self, sql: str) -> list[str]:
+        """Column names of a statement that returned no rows (raw(columnNames=True) still shows them)."""
+        try:
+            self._internal += 1
+            import apsw.ext
+
+            info = apsw.ext.query_info(self.conn, sql)
+            while info.query_remaining and info.query_remaining.strip():
+                info = apsw.ext.query_info(self.conn, info.query_remaining)
+            return [d[0] for d in (info.description or ())]
+        except apsw.Error:
+            return []
+        finally:
+            self._internal -= 1
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        """Run one prepared statement atomically and commit it."""
+        if not has_statements(sql):
+            raise d1_error(D1_ERROR, NO_STATEMENTS)
+        multi = ";" in sql.rstrip().rstrip(";")
+        if not multi:
+            try:
+                return self._run(sql, params)
+            except apsw.Error as e:
+                raise self._fail(e) from None
+        return self.batch([(sql, params)])[0]
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[QueryResult]:
+        """Run statements in one transaction: all commit, or none do."""
+        statements = [s for s in statements if has_statements(s[0])]
+        if not statements:
+            raise d1_error(D1_ERROR, NO_STATEMENTS)
+        self._begin()
+        try:
+            results = [self._run(sql, params) for sql, params in statements]
+        except apsw.Error as e:
+            self._rollback()
+            raise self._fail(e) from None
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return results
+
+    def exec(self, sql: str) -> tuple[int, float]:
+        """`exec()`: one statement (or several) per line, no bindings; returns (count, duration_ms)."""
+        from .errors import D1_EXEC_ERROR, EXEC_LINE
+
+        lines = sql.strip().split("\n")
+        work = [(i, line) for i, line in enumerate(lines) if has_statements(line)]
+        if not work:
+            raise _exec_error(D1_EXEC_ERROR, EXEC_LINE.format(line=1, text=lines[0], error=NO_STATEMENTS))
+        self._begin()
+        duration = 0.0
+        try:
+            for index, line in work:
+                try:
+                    duration += self._run(line, ()).meta["duration"]
+                except apsw.Error as e:
+                    message = sqlite_message(e, self._deny_reason)
+                    self._deny_reason = None
+                    raise _exec_error(D1_EXEC_ERROR, EXEC_LINE.format(line=index + 1, text=line, error=message)) from None
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return len(work), duration
+
+    # -- transactions (our own BEGIN/COMMIT pass the authorizer) ------------------------------------
+
+    def _internal_sql(self, sql: str) -> None:
+        self._internal += 1
+        try:
+            self.conn.execute(sql)
+        finally:
+            self._internal -= 1
+
+    def _begin(self) -> None:
+        self._internal_sql("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._internal_sql("COMMIT")
+
+    def _rollback(self) -> None:
+        if not self.conn.in_transaction:
+            return
+        self._internal_sql("ROLLBACK")
+
+    def run_internal(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """SQL cfemu itself runs (migrations bookkeeping, dump), bypassing D1's authorizer."""
+        self._internal += 1
+        try:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+        finally:
+            self._internal -= 1
+
+    def dump(self) -> bytes:
+        """The database file's bytes (D1's deprecated `dump()`)."""
+        self.run_internal("PRAGMA wal_checkpoint(FULL)")
+        return self.path.read_bytes()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _exec_error(code: str, message: str) -> Exception:
+    return d1_error(code, message)
