@@ -21,6 +21,17 @@ from ..errors import JsException
 __all__ = ["d1", "split_statements"]
 
 
+def _sync(coroutine: Any) -> Any:
+    """Drive a coroutine that never suspends (D1's service calls are synchronous underneath),
+    so the commands also work when invoked from code that already runs an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a D1 operation unexpectedly waited")
+
+
 class _CliHost:
     """Just enough of a runtime for `D1Service` outside a running worker."""
 
@@ -46,7 +57,7 @@ def _service(config_path: str, env: str | None, persist_to: str | None):
     if not config.d1_databases:
         raise click.ClickException(f"{config.path}: no [[d1_databases]] configured")
     service = D1Service(_CliHost(config, state))
-    asyncio.run(service.start())
+    _sync(service.start())
     return service
 
 
@@ -137,7 +148,7 @@ def execute(database: str, config_path: str, env: str | None, persist_to: str | 
             else:
                 click.echo(f"OK: {meta['changes']} change(s), last_row_id {meta['last_row_id']}")
     finally:
-        asyncio.run(service.close())
+        _sync(service.close())
 
 
 @d1.group()
@@ -165,7 +176,7 @@ def list_(database: str, config_path: str, env: str | None, persist_to: str | No
         click.echo(_table([{"name": m.name, "status": "applied " + m.applied_at if m.applied_at else "pending"} for m in items]))
         click.echo(f"{len(pending)} migration(s) to apply." if pending else "No migrations to apply!")
     finally:
-        asyncio.run(service.close())
+        _sync(service.close())
 
 
 @migrations.command("apply")
@@ -178,7 +189,7 @@ def apply(database: str, config_path: str, env: str | None, persist_to: str | No
     try:
         db = _pick(service, database)
         try:
-            applied = asyncio.run(service.apply_migrations(db.binding))
+            applied = _sync(service.apply_migrations(db.binding))
         except JsException as e:
             raise click.ClickException(str(e)) from None
         if as_json:
@@ -189,4 +200,4 @@ def apply(database: str, config_path: str, env: str | None, persist_to: str | No
             return
         click.echo(_table([{"name": m.name, "status": "applied"} for m in applied]))
     finally:
-        asyncio.run(service.close())
+        _sync(service.close())

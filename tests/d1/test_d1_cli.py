@@ -1,0 +1,83 @@
+"""`cfemu d1 execute` and `cfemu d1 migrations list|apply` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cfemu.cli import main
+from cfemu.testing import Runtime
+
+APP = Path(__file__).parent / "workers" / "app"
+
+
+@pytest.fixture
+def app(tmp_path):
+    target = tmp_path / "app"
+    shutil.copytree(APP, target)
+    return target
+
+
+def run(app: Path, *args: str):
+    result = CliRunner().invoke(main, ["d1", *args, "--config", str(app / "wrangler.toml"),
+                                       "--persist-to", str(app / "state")], catch_exceptions=False)
+    return result
+
+
+def test_migrations_list_apply_list(app):
+    listed = run(app, "migrations", "list", "DB", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.output) == [{"name": "0001_users.sql", "applied_at": None},
+                                         {"name": "0002_posts.sql", "applied_at": None}]
+    applied = run(app, "migrations", "apply", "app-db")
+    assert applied.exit_code == 0, applied.output
+    assert "0001_users.sql" in applied.output and "0002_posts.sql" in applied.output
+    again = run(app, "migrations", "apply", "DB")
+    assert "No migrations to apply!" in again.output
+    listed = json.loads(run(app, "migrations", "list", "DB", "--json").output)
+    assert all(m["applied_at"] for m in listed)
+    human = run(app, "migrations", "list", "DB").output
+    assert "No migrations to apply!" in human
+
+
+def test_failed_migration_stops_and_rolls_back(app):
+    (app / "migrations" / "0003_bad.sql").write_text("CREATE TABLE ok (a);\nINSERT INTO nowhere VALUES (1);\n")
+    result = run(app, "migrations", "apply", "DB")
+    assert result.exit_code == 1
+    assert "Migration 0003_bad.sql failed: no such table: nowhere: SQLITE_ERROR" in result.output
+    listed = json.loads(run(app, "migrations", "list", "DB", "--json").output)
+    assert [m["applied_at"] is not None for m in listed] == [True, True, False]
+    out = run(app, "execute", "DB", "--command", "SELECT name FROM sqlite_master WHERE name = 'ok'", "--json")
+    assert json.loads(out.output)[0]["results"] == []
+
+
+def test_execute_command_and_file(app):
+    run(app, "migrations", "apply", "DB")
+    out = run(app, "execute", "DB", "--command", "INSERT INTO users (name) VALUES ('bob'); SELECT id, name FROM users ORDER BY id", "--json")
+    assert out.exit_code == 0, out.output
+    results = json.loads(out.output)
+    assert results[0]["meta"]["changes"] == 1
+    assert results[1]["results"] == [{"id": 1, "name": "alice"}, {"id": 2, "name": "bob"}]
+    sql_file = app / "q.sql"
+    sql_file.write_text("SELECT name FROM users WHERE name = 'bob';")
+    table = run(app, "execute", "app-db", "--file", str(sql_file))
+    assert table.exit_code == 0
+    assert "| name |" in table.output and "| bob  |" in table.output
+    bad = run(app, "execute", "DB", "--command", "SELECT * FROM nope")
+    assert bad.exit_code == 1 and "D1_ERROR: no such table: nope: SQLITE_ERROR" in bad.output
+    unknown = run(app, "execute", "OTHER", "--command", "SELECT 1")
+    assert unknown.exit_code == 1 and "no D1 database 'OTHER'" in unknown.output
+
+
+async def test_cli_and_worker_share_the_state(app):
+    assert run(app, "migrations", "apply", "DB").exit_code == 0
+    async with Runtime.from_config(app / "wrangler.toml", persist_to=app / "state") as rt:
+        assert await rt.env.DB.prepare("SELECT name FROM users").first("name") == "alice"
+        await rt.env.DB.prepare("INSERT INTO users (name) VALUES ('carol')").run()
+        # While the runtime holds the file open, the CLI still sees committed rows (WAL).
+        out = run(app, "execute", "DB", "--command", "SELECT count(*) AS c FROM users", "--json")
+        assert json.loads(out.output)[0]["results"] == [{"c": 2}]
