@@ -249,6 +249,9 @@ class Runtime:
         if config_path is not None:
             self.config = load_config(config_path, self.config.env_name)
         if self.core is not None:
+            durable = self.core.service("durable_objects")
+            if durable is not None:
+                await durable.reload()  # calls in flight fail: "...reset because its code was updated."
             await self.core.close()
         self.core = _CoreRuntime(self.config, state_dir=self.state_dir, clock=self.clock, fresh_code=True)
         await self.core.start()

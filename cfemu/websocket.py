@@ -8,6 +8,7 @@ end and bridge it to a real socket or a queue.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Callable
@@ -26,6 +27,10 @@ MAX_REASON_BYTES = 123
 _RESERVED_CODES = {1004, 1005, 1006, 1015}
 ACCEPT_FIRST = "You must call accept() on this WebSocket before sending messages."
 CLOSED_SEND = "Can't call WebSocket send() after close()."
+
+
+# The Durable Object whose event is running: a socket it accepts sends behind its output gate.
+current_object: contextvars.ContextVar[Any] = contextvars.ContextVar("cfemu_current_object", default=None)
 
 
 class WebSocketOwner(Protocol):
@@ -79,6 +84,9 @@ class WebSocket:
         if self._accepted:
             return
         self._accepted = True
+        owner = current_object.get()
+        if owner is not None:
+            owner.adopt_socket(self)
         pending, self._buffer = self._buffer, []
         for kind, payload in pending:
             self._dispatch(kind, payload)

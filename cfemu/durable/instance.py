@@ -1,0 +1,322 @@
+"""One live Durable Object: its user object, storage, input and output gates, and lifecycle.
+
+Gates.  Storage calls run synchronously on the event-loop thread, so an `await` on them never
+suspends: no other event can run between `v = await get(k)` and `await put(k, v + 1)` — that is the
+input gate.  `blockConcurrencyWhile` closes the gate to new events explicitly.  Every write opens
+an implicit SQLite transaction which commits once per loop turn (all writes made without a real
+suspension commit together); responses, RPC results and WebSocket sends wait for that commit —
+the output gate.  If the commit fails, what was held back is discarded and the object resets.
+
+An `ObjectHandle` outlives instances: it holds what survives eviction (hibernated WebSockets, the
+alarm timer) and builds a new instance when an event arrives for an evicted object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import context
+from ..errors import JsException
+from ..objects import JsObject
+from ..websocket import WebSocket, current_object
+from .ids import DurableObjectId
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .service import DurableObjectsService
+
+__all__ = ["ObjectHandle", "ObjectInstance", "CODE_UPDATED", "HIBERNATION_IDLE", "IDLE_EVICTION"]
+
+log = logging.getLogger("cfemu.durable")
+
+CODE_UPDATED = "Durable Object reset because its code was updated."
+ABORTED = "Application called abort() to reset Durable Object."
+MOVED = "Durable Object was moved to another location; the request may be retried."
+EVICTED_DURING_CALL = "Durable Object was evicted while the call was in flight."
+HIBERNATION_IDLE = 10.0  # seconds idle before a hibernatable object leaves memory
+IDLE_EVICTION = 70.0  # seconds idle before any other object leaves memory
+_HANDLERS = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"}
+
+
+class ObjectInstance:
+    """The in-memory life of one object, from construction to eviction or reset."""
+
+    def __init__(self, handle: ObjectHandle) -> None:
+        from .state import DurableObjectState
+        from .storage import DurableObjectStorage
+        from .engine import StorageEngine
+
+        self.handle = handle
+        self.loop = asyncio.get_running_loop()
+        self.broken: BaseException | None = None
+        self.closed = False
+        self._commit_scheduled = False
+        self._held: list[Callable[[], None]] = []
+        self._blockers = 0
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self.in_flight = 0
+        self.standard_sockets: set[WebSocket] = set()
+        self._idle_timer: Any = None
+        self.engine = StorageEngine(handle.path, on_dirty=self._schedule_commit)
+        if handle.fail_next_commit:
+            handle.fail_next_commit = False
+            self.engine.fail_next_commit()
+        self.storage = DurableObjectStorage(self.engine, sqlite_backed=handle.namespace.info.sqlite,
+                                            on_alarm_change=handle.alarm_changed, on_sync=self.output_gate)
+        self.state = DurableObjectState(self)
+        cls = handle.namespace.resolve_class()
+        token = current_object.set(self)
+        rt_token = context.use_runtime(handle.service.host)  # type: ignore[arg-type]
+        try:
+            obj = cls.__new__(cls)
+            obj.ctx, obj.env = self.state, handle.service.host.env
+            obj.__init__(self.state, handle.service.host.env)
+        except BaseException:
+            self.engine.close()
+            raise
+        finally:
+            current_object.reset(token)
+            context.reset_runtime(rt_token)
+        self.obj = obj
+
+    # -- gates ----------------------------------------------------------------------------------
+
+    def _schedule_commit(self) -> None:
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            self.loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._commit_scheduled = False
+        if self.closed or not self.engine.in_transaction:
+            return
+        try:
+            self.engine.commit()
+        except Exception as error:  # noqa: BLE001 - any failed commit resets the object
+            log.error("Durable Object %s: storage commit failed; resetting it", self.handle.id, exc_info=error)
+            self.reset(error if isinstance(error, JsException) else JsException(str(error)))
+            return
+        held, self._held = self._held, []
+        for deliver in held:
+            deliver()
+
+    async def output_gate(self) -> None:
+        """Wait until every write made so far is durable (commit now if one is pending)."""
+        if not self.closed and self.engine.in_transaction:
+            self._commit()
+        if self.broken is not None:
+            raise self.broken
+
+    def gate_send(self, deliver: Callable[[], None]) -> None:
+        """A WebSocket send: out now if nothing is uncommitted, else after the commit."""
+        if self.closed and self.broken is not None:
+            return  # output of a reset object is discarded
+        if not self.closed and self.engine.in_transaction:
+            self._held.append(deliver)
+        else:
+            self.loop.call_soon(deliver)
+
+    def adopt_socket(self, ws: WebSocket) -> None:
+        """A socket accepted with the standard API inside this object's event."""
+        ws._send_gate = self.gate_send
+        self.standard_sockets.add(ws)
+        ws.addEventListener("close", lambda _ev: self.standard_sockets.discard(ws))
+
+    def block(self) -> None:
+        self._blockers += 1
+        self._gate.clear()
+
+    def unblock(self) -> None:
+        self._blockers -= 1
+        if self._blockers <= 0:
+            self._blockers = 0
+            self._gate.set()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def run(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Deliver one event: wait at the input gate, run, then hold the result at the output gate."""
+        if self.broken is not None:
+            raise self.broken
+        await self._gate.wait()
+        if self.broken is not None:
+            raise self.broken
+        self.in_flight += 1
+        self._cancel_idle()
+        token = current_object.set(self)
+        rt_token = context.use_runtime(self.handle.service.host)  # type: ignore[arg-type]
+        try:
+            result = func(*args)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as error:
+            if self.broken is not None and error is not self.broken:
+                raise self.broken from error
+            if isinstance(error, JsException):
+                error.remote = True
+            raise
+        finally:
+            current_object.reset(token)
+            context.reset_runtime(rt_token)
+            self.in_flight -= 1
+            if self.in_flight == 0 and not self.closed:
+                self._schedule_idle()
+        await self.output_gate()
+        return result
+
+    def method(self, name: str) -> Callable[..., Any]:
+        """A public method for RPC, or Cloudflare's error for one that is not there."""
+        from ..errors import JsTypeError
+
+        if name.startswith("_") or name in _HANDLERS or name == "constructor":
+            raise JsTypeError(f'The RPC receiver does not implement the method "{name}".')
+        func = getattr(self.obj, name, None)
+        if func is None or not callable(func):
+            raise JsTypeError(f'The RPC receiver does not implement the method "{name}".')
+        return func
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def hibernatable(self) -> bool:
+        return not self.standard_sockets and self._blockers == 0
+
+    def _schedule_idle(self) -> None:
+        self._cancel_idle()
+        clock = self.handle.service.host.clock
+        delay = HIBERNATION_IDLE if (self.handle.sockets and self.hibernatable()) else IDLE_EVICTION
+        if self.standard_sockets:
+            return  # an object with standard-API sockets stays in memory while they are open
+        self._idle_timer = clock.call_later(delay, self._idle_evict)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_evict(self) -> None:
+        self._idle_timer = None
+        if self.in_flight == 0 and not self.closed and not self.standard_sockets and self._blockers == 0:
+            self.handle.evict_instance(self)
+
+    def close(self, *, commit: bool = True) -> None:
+        """Leave memory: commit what is pending (unless crashing) and close the file."""
+        if self.closed:
+            return
+        self._cancel_idle()
+        if commit and self.broken is None and self.engine.in_transaction:
+            self._commit()
+        self.closed = True
+        self.engine.close()
+        if commit and self.broken is None:
+            held, self._held = self._held, []
+            for deliver in held:
+                deliver()
+        else:
+            self._held.clear()
+
+    def reset(self, error: BaseException) -> None:
+        """Break the object: uncommitted writes and held output are discarded, memory is dropped."""
+        if self.broken is not None:
+            return
+        self.broken = error
+        self._held.clear()
+        self.close(commit=False)
+        for ws in list(self.standard_sockets):
+            ws._disconnect(1011, "")
+        self.standard_sockets.clear()
+        self._gate.set()
+        if self.handle.instance is self:
+            self.handle.instance = None
+
+
+class ObjectHandle:
+    """An object id's lasting presence in the runtime (survives eviction; not a crash)."""
+
+    def __init__(self, service: DurableObjectsService, namespace: Namespace, object_id: DurableObjectId) -> None:
+        self.service = service
+        self.namespace = namespace
+        self.id = object_id
+        self.instance: ObjectInstance | None = None
+        self.sockets: list[WebSocket] = []  # hibernatable sockets (acceptWebSocket)
+        self.auto_response: Any = None
+        self.fail_next_commit = False
+        self.alarm_timer: Any = None
+        self.alarm_retry = 0
+        self.alarm_running = False
+
+    @property
+    def path(self) -> Path:
+        return self.namespace.directory / f"{self.id.toString()}.sqlite"
+
+    def get_instance(self) -> ObjectInstance:
+        if self.instance is None or self.instance.closed:
+            self.instance = ObjectInstance(self)
+        return self.instance
+
+    async def call(self, func_name: str | None, build: Callable[[ObjectInstance], tuple[Callable[..., Any], tuple]]) -> Any:
+        """Run an event on the live instance (constructing it if needed)."""
+        instance = self.get_instance()
+        func, args = build(instance)
+        return await instance.run(func, *args)
+
+    def evict_instance(self, instance: ObjectInstance | None = None) -> None:
+        instance = instance or self.instance
+        if instance is None:
+            return
+        if instance.in_flight:
+            instance.reset(JsException(EVICTED_DURING_CALL, retryable=True))
+        else:
+            instance.close(commit=True)
+        if self.instance is instance:
+            self.instance = None
+
+    # -- alarms ---------------------------------------------------------------------------------
+
+    def alarm_changed(self, when_ms: int | None) -> None:
+        self.alarm_retry = 0
+        self.service.alarms.set(self, when_ms)
+
+    # -- hibernatable WebSockets ----------------------------------------------------------------
+
+    def ws_message(self, ws: WebSocket, data: str | bytes) -> None:
+        pair = self.auto_response
+        if pair is not None and isinstance(data, str) and data == pair.request:
+            # Answered without waking the object.
+            ws._do_meta["auto_response_at"] = self.service.host.clock.now_ms()
+            asyncio.get_running_loop().call_soon(lambda: ws._peer and ws._peer._receive("message", pair.response))
+            return
+        self._spawn_ws_event("webSocketMessage", ws, data)
+
+    def ws_close(self, ws: WebSocket, code: int, reason: str, was_clean: bool) -> None:
+        if ws in self.sockets:
+            self.sockets.remove(ws)
+        self._spawn_ws_event("webSocketClose", ws, code, reason, was_clean)
+
+    def ws_error(self, ws: WebSocket, error: BaseException) -> None:
+        if ws in self.sockets:
+            self.sockets.remove(ws)
+        self._spawn_ws_event("webSocketError", ws, error)
+
+    def _spawn_ws_event(self, handler: str, *args: Any) -> None:
+        async def deliver() -> None:
+            instance = self.get_instance()
+            func = getattr(instance.obj, handler, None)
+            if func is None:
+                if handler == "webSocketMessage":
+                    log.warning("%s has no webSocketMessage handler; message dropped", type(instance.obj).__name__)
+                return
+            try:
+                await instance.run(func, *args)
+            except Exception:
+                log.exception("Durable Object %s: %s raised", self.id, handler)
+
+        # Tasks start in creation order and run up to their first real suspension, so events of
+        # one socket reach the handler in order; a handler awaiting I/O lets the next one in, as
+        # on Cloudflare.
+        self.service.host.spawn(deliver(), name=handler)

@@ -1,0 +1,130 @@
+"""`ctx` of a Durable Object (DurableObjectState): id, storage, concurrency control, WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JsException, JsRangeError, JsTypeError
+from ..websocket import WebSocket, WebSocketRequestResponsePair
+
+if TYPE_CHECKING:
+    from .instance import ObjectInstance
+
+__all__ = ["DurableObjectState"]
+
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 256
+MAX_SOCKETS = 32768
+TOO_MANY_TAGS = "A WebSocket can have a maximum of 10 tags."
+TAG_TOO_LONG = "A WebSocket tag can be at most 256 characters."
+TOO_MANY_SOCKETS = "Too many hibernatable WebSockets: the maximum is 32768 per Durable Object."
+ALREADY_ACCEPTED = "Can't call acceptWebSocket() on a WebSocket that was already accepted."
+
+
+class DurableObjectState:
+    """Mirrors DurableObjectState: `id`, `storage`, `blockConcurrencyWhile`, `waitUntil`, `abort`,
+    and the WebSocket hibernation API."""
+
+    def __init__(self, instance: ObjectInstance) -> None:
+        self._instance = instance
+        self.id = instance.handle.id
+        self.storage = instance.storage
+        self.props = None
+
+    @property
+    def _handle(self):
+        return self._instance.handle
+
+    def waitUntil(self, awaitable: Any) -> None:
+        self._handle.service.host.spawn(awaitable, name="waitUntil")
+
+    def blockConcurrencyWhile(self, fn: Any) -> asyncio.Future:
+        """Run `fn` with no other event delivered meanwhile; returns an awaitable of its result.
+
+        It starts at once (so a constructor may call it without awaiting); if `fn` raises, the
+        object is reset and the error propagates.
+        """
+        instance = self._instance
+        instance.block()
+
+        async def run() -> Any:
+            try:
+                result = fn()
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except BaseException as error:
+                instance.reset(error if isinstance(error, Exception) else JsException(str(error)))
+                raise
+            finally:
+                instance.unblock()
+
+        return asyncio.ensure_future(run())
+
+    def abort(self, reason: str | None = None) -> None:
+        """Reset the object: in-memory state is dropped, calls in flight fail with `reason`."""
+        error = JsException(reason if reason else "Application called abort() to reset Durable Object.")
+        self._instance.reset(error)
+
+    # -- hibernation API ------------------------------------------------------------------------
+
+    def acceptWebSocket(self, ws: WebSocket, tags: list[str] | None = None) -> None:
+        if not isinstance(ws, WebSocket):
+            raise JsTypeError("acceptWebSocket() takes the server end of a WebSocketPair.")
+        if ws._accepted or ws._owner is not None:
+            raise JsTypeError(ALREADY_ACCEPTED)
+        tags = list(tags or [])
+        if len(tags) > MAX_TAGS:
+            raise JsRangeError(TOO_MANY_TAGS)
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise JsTypeError("WebSocket tags must be strings.")
+            if len(tag) > MAX_TAG_LENGTH:
+                raise JsRangeError(TAG_TOO_LONG)
+        handle = self._handle
+        if len(handle.sockets) >= MAX_SOCKETS:
+            raise JsRangeError(TOO_MANY_SOCKETS)
+        ws._do_meta["tags"] = tags
+        ws._owner = handle
+        ws._send_gate = self._gate_send
+        handle.sockets.append(ws)
+
+    def _gate_send(self, deliver: Any) -> None:
+        # A hibernated socket outlives instances: send through whichever instance is live now.
+        instance = self._handle.instance
+        if instance is None or instance.closed:
+            asyncio.get_running_loop().call_soon(deliver)
+        else:
+            instance.gate_send(deliver)
+
+    def getWebSockets(self, tag: str | None = None) -> list[WebSocket]:
+        sockets = [ws for ws in self._handle.sockets if ws.readyState != WebSocket.CLOSED]
+        if tag is None:
+            return sockets
+        return [ws for ws in sockets if tag in ws._do_meta.get("tags", ())]
+
+    def getTags(self, ws: WebSocket) -> list[str]:
+        if ws not in self._handle.sockets:
+            raise JsTypeError("getTags() was called on a WebSocket that was not accepted with acceptWebSocket().")
+        return list(ws._do_meta.get("tags", ()))
+
+    def setWebSocketAutoResponse(self, pair: WebSocketRequestResponsePair | None = None) -> None:
+        if pair is not None and not isinstance(pair, WebSocketRequestResponsePair):
+            raise JsTypeError("setWebSocketAutoResponse() takes a WebSocketRequestResponsePair.")
+        self._handle.auto_response = pair
+
+    def getWebSocketAutoResponse(self) -> WebSocketRequestResponsePair | None:
+        return self._handle.auto_response
+
+    def getWebSocketAutoResponseTimestamp(self, ws: WebSocket) -> datetime | None:
+        at = ws._do_meta.get("auto_response_at")
+        return None if at is None else datetime.fromtimestamp(at / 1000, tz=timezone.utc)
+
+    def setHibernatableWebSocketEventTimeout(self, timeout_ms: int | None = None) -> None:
+        self._handle.__dict__["event_timeout_ms"] = timeout_ms
+
+    def getHibernatableWebSocketEventTimeout(self) -> int | None:
+        return self._handle.__dict__.get("event_timeout_ms")
