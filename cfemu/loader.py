@@ -11,6 +11,7 @@ one gets fresh module objects.
 
 from __future__ import annotations
 
+import builtins
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -18,6 +19,7 @@ import os
 import sys
 import threading
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +31,7 @@ __all__ = ["WorkerCode", "load_worker", "fingerprint", "install_sdk_modules"]
 
 _lock = threading.RLock()
 _cache: dict[tuple[Path, Path], WorkerCode] = {}
+_real_import = builtins.__import__
 _SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "static", "public", ".cfemu", ".wrangler"}
 
 
@@ -78,16 +81,88 @@ def load_worker(main: Path, *, fresh: bool = False) -> WorkerCode:
         return code
 
 
-class _WorkerFinder(importlib.abc.MetaPathFinder):
-    """Finds top-level modules in the worker's directory before anything installed."""
+class _WorkerSourceLoader(importlib.machinery.SourceFileLoader):
+    """Executes a worker module with builtins whose `__import__` knows the worker's directory."""
+
+    worker_builtins: dict[str, Any] = {}
+
+    def exec_module(self, module: ModuleType) -> None:
+        # Functions keep their module's builtins, so an `import rooms` inside a handler, run long
+        # after loading, still resolves against the worker's directory.
+        module.__dict__["__builtins__"] = self.worker_builtins
+        super().exec_module(module)
+
+
+class _WorkerImports:
+    """The worker's own top-level names, its loaded modules, and how to import more of them later."""
 
     def __init__(self, root: Path) -> None:
-        self.root = str(root)
+        self.root = root
+        self.root_str = str(root)
+        self.local = _local_names(root)
+        self.modules: dict[str, ModuleType] = {}
+        self.active = False
+        self.finder = _WorkerFinder(self)
+        self.builtins = dict(builtins.__dict__)
+        self.builtins["__import__"] = self._import
+
+    def owns(self, name: str, globals_: Any, level: int) -> bool:
+        if level == 0:
+            return name.partition(".")[0] in self.local
+        package = (globals_ or {}).get("__package__") or ""
+        return package.partition(".")[0] in self.local
+
+    def _import(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if self.active or not self.owns(name, globals, level):
+            return _real_import(name, globals, locals, fromlist, level)
+        with self.activated():
+            return _real_import(name, globals, locals, fromlist, level)
+
+    @contextmanager
+    def activated(self):
+        """While inside: the worker's modules are in `sys.modules` and its finder comes first."""
+        with _lock:
+            if self.active:
+                yield
+                return
+            # Hide anything of the same name already imported (an installed package, another worker's module).
+            shadowed = {}
+            for name in list(sys.modules):
+                if name.split(".", 1)[0] in self.local:
+                    shadowed[name] = sys.modules.pop(name)
+            sys.modules.update(self.modules)
+            sys.meta_path.insert(0, self.finder)
+            self.active = True
+            try:
+                yield
+            finally:
+                self.active = False
+                sys.meta_path.remove(self.finder)
+                mine = [n for n, m in sys.modules.items() if isinstance(m, ModuleType) and _under(m, self.root_str)]
+                for name in mine:
+                    self.modules[name] = sys.modules.pop(name)
+                for name in [n for n in sys.modules if n.split(".", 1)[0] in self.local]:
+                    del sys.modules[name]
+                sys.modules.update(shadowed)
+
+
+class _WorkerFinder(importlib.abc.MetaPathFinder):
+    """Finds the worker's own modules before anything installed."""
+
+    def __init__(self, imports: _WorkerImports) -> None:
+        self.imports = imports
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
-        if "." in fullname:
+        top = fullname.split(".", 1)[0]
+        if top not in self.imports.local:
             return None
-        return importlib.machinery.PathFinder.find_spec(fullname, [self.root])
+        search = [self.imports.root_str] if "." not in fullname else path
+        spec = importlib.machinery.PathFinder.find_spec(fullname, search)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            loader = _WorkerSourceLoader(spec.loader.name, spec.loader.path)
+            loader.worker_builtins = self.imports.builtins
+            spec.loader = loader
+        return spec
 
 
 def _local_names(root: Path) -> set[str]:
@@ -107,31 +182,13 @@ def _under(module: ModuleType, root: str) -> bool:
 
 def _import(root: Path, main: Path) -> WorkerCode:
     install_sdk_modules()
-    root_str = str(root)
-    local = _local_names(root)
-    # Hide anything of the same name already imported (an installed package, another worker's module).
-    shadowed = {}
-    for name in list(sys.modules):
-        top = name.split(".", 1)[0]
-        if top in local:
-            shadowed[name] = sys.modules.pop(name)
-    finder = _WorkerFinder(root)
-    sys.meta_path.insert(0, finder)
-    main_name = main.stem
-    try:
+    imports = _WorkerImports(root)
+    with imports.activated():
         try:
-            module = importlib.import_module(main_name)
+            module = importlib.import_module(main.stem)
         except BaseException as e:  # noqa: BLE001 - any failure to import is reported the same way
             raise _load_error(e, root) from e
-        modules = {name: mod for name, mod in sys.modules.items() if isinstance(mod, ModuleType) and _under(mod, root_str)}
-    finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n, m in sys.modules.items() if isinstance(m, ModuleType) and _under(m, root_str)]:
-            del sys.modules[name]
-        for name in [n for n in sys.modules if n.split(".", 1)[0] in local]:
-            del sys.modules[name]
-        sys.modules.update(shadowed)
-    return WorkerCode(root=root, main=main, module=module, modules=modules)
+    return WorkerCode(root=root, main=main, module=module, modules=imports.modules)
 
 
 def _load_error(error: BaseException, root: Path) -> WorkerLoadError:
