@@ -25,7 +25,7 @@ CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 MAX_REASON_BYTES = 123
 _RESERVED_CODES = {1004, 1005, 1006, 1015}
-ACCEPT_FIRST = "You must call accept() on this WebSocket before sending messages."
+ACCEPT_FIRST = "You must call one of accept() or state.acceptWebSocket() on this WebSocket before sending messages."
 CLOSED_SEND = "Can't call WebSocket send() after close()."
 
 
@@ -43,9 +43,7 @@ class WebSocketOwner(Protocol):
 def validate_close(code: int | None, reason: str | None) -> None:
     """Cloudflare's rules for `close(code, reason)`."""
     if code is not None:
-        if not isinstance(code, int) or isinstance(code, bool) or not (code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014):
-            raise JsTypeError(f"Invalid WebSocket close code: {code}.")
-        if code in _RESERVED_CODES:
+        if not isinstance(code, int) or isinstance(code, bool) or not 1000 <= code <= 4999 or code in _RESERVED_CODES:
             raise JsTypeError(f"Invalid WebSocket close code: {code}.")
     if reason:
         if code is None:
@@ -111,9 +109,12 @@ class WebSocket:
         self._transmit("message", message)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        validate_close(code, reason)
+        # workerd ignores a second close() before checking anything, then wants the socket accepted.
         if self._close_sent:
             return
+        if not self._accepted and self._owner is None:
+            raise JsTypeError(ACCEPT_FIRST)
+        validate_close(code, reason)
         self._close_sent = True
         self.readyState = CLOSED if self._close_received else CLOSING
         self._transmit("close", (1005 if code is None else code, reason or ""))
