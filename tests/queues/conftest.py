@@ -29,6 +29,7 @@ class Harness:
     def __init__(self, tmp: Path, toml: str) -> None:
         self.config = load_config(write_config(tmp / "worker", toml))
         self.state_dir = tmp / "state"
+        self.t0 = T0
         self.clock = VirtualClock(T0)
         self.rt: Runtime | None = None
 
