@@ -1,0 +1,122 @@
+"""Cold copies of the message log: D1 (searchable, by a keyed token index) and daily NDJSON in R2.
+
+Both are deduplicated by message id: D1's primary key ignores a second insert of the same message,
+and an R2 day file is rewritten whole from D1, so replays and retries never duplicate a line.
+Search never stores plaintext terms: each word is indexed as HMAC(SEARCH_KEY, word).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+
+from js import Object
+from pyodide.ffi import to_js
+
+import bodies
+from bots import day_of
+from naming import may_join
+
+__all__ = ["record", "search", "export_day", "terms", "SCHEMA"]
+
+_WORD = re.compile(r"[\w']{2,32}", re.UNICODE)
+_DEFAULT_KEY = "cf-messenger-local-search-key"
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, room TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "sender TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, body TEXT NOT NULL, "
+    "ts INTEGER NOT NULL, day TEXT NOT NULL, UNIQUE (room, seq))",
+    "CREATE INDEX IF NOT EXISTS messages_day ON messages (day, room, seq)",
+    "CREATE TABLE IF NOT EXISTS message_terms (term TEXT NOT NULL, message_id TEXT NOT NULL, room TEXT NOT NULL, "
+    "PRIMARY KEY (term, message_id))",
+]
+
+
+def terms(env, text: str) -> list[str]:
+    """Keyed hashes of the distinct lower-cased words of `text`."""
+    key = str(getattr(env, "SEARCH_KEY", None) or _DEFAULT_KEY).encode()
+    words = sorted({w.lower() for w in _WORD.findall(text or "")})
+    return [hmac.new(key, w.encode(), hashlib.sha256).hexdigest()[:32] for w in words]
+
+
+async def _ensure(db) -> None:
+    for statement in SCHEMA:
+        await db.prepare(statement).run()
+
+
+async def record(env, room: str, msg: dict) -> None:
+    """Insert one message (a public message dict) into D1, once."""
+    db = getattr(env, "DB", None)
+    if db is None:
+        return
+    content = {k: msg[k] for k in ("text", "wink") if k in msg}
+    body = json.dumps(bodies.seal_body(content))
+    statements = [db.prepare(
+        "INSERT OR IGNORE INTO messages (id, room, seq, sender, name, kind, body, ts, day) VALUES (?,?,?,?,?,?,?,?,?)"
+    ).bind(msg["id"], room, msg["seq"], msg["from"], msg.get("name", ""), msg["kind"], body, msg["ts"], day_of(msg["ts"]))]
+    for term in terms(env, content.get("text", "")):
+        statements.append(db.prepare("INSERT OR IGNORE INTO message_terms (term, message_id, room) VALUES (?,?,?)")
+                          .bind(term, msg["id"], room))
+    try:
+        await db.batch(statements)
+    except Exception as error:
+        if "no such table" not in str(error):
+            raise
+        await _ensure(db)
+        await db.batch(statements)
+
+
+def _rows(result) -> list[dict]:
+    if hasattr(result, "to_py"):
+        result = result.to_py()
+    rows = result["results"] if isinstance(result, dict) else result.results
+    return [dict(r.to_py() if hasattr(r, "to_py") else r) for r in rows]
+
+
+def _public_row(row: dict) -> dict:
+    out = {"id": row["id"], "room": row["room"], "seq": row["seq"], "from": row["sender"], "name": row["name"],
+           "kind": row["kind"], "ts": row["ts"]}
+    out.update(bodies.open_body(json.loads(row["body"])))
+    return out
+
+
+async def search(env, uid: str, query: str, limit: int = 50) -> list[dict]:
+    """Messages containing every word of `query`, in rooms `uid` may read, newest first."""
+    db = getattr(env, "DB", None)
+    wanted = terms(env, query)
+    if db is None or not wanted:
+        return []
+    placeholders = ",".join("?" for _ in wanted)
+    sql = ("SELECT m.* FROM messages m WHERE m.id IN (SELECT message_id FROM message_terms WHERE term IN "
+           f"({placeholders}) GROUP BY message_id HAVING count(*) = ?) ORDER BY m.ts DESC LIMIT 500")
+    try:
+        result = await db.prepare(sql).bind(*wanted, len(wanted)).all()
+    except Exception as error:
+        if "no such table" in str(error):
+            return []
+        raise
+    rows = [r for r in _rows(result) if may_join(r["room"], uid)]
+    return [_public_row(r) for r in rows[:limit]]
+
+
+async def export_day(env, day: str) -> list[str]:
+    """Write `archive/<room>/<day>.ndjson` to R2 for every room active that day; returns the keys."""
+    db, bucket = getattr(env, "DB", None), getattr(env, "ARCHIVE", None)
+    if db is None or bucket is None:
+        return []
+    try:
+        rooms = _rows(await db.prepare("SELECT DISTINCT room FROM messages WHERE day = ? ORDER BY room").bind(day).all())
+    except Exception as error:
+        if "no such table" in str(error):
+            return []
+        raise
+    keys = []
+    for r in rooms:
+        rows = _rows(await db.prepare("SELECT * FROM messages WHERE day = ? AND room = ? ORDER BY seq")
+                     .bind(day, r["room"]).all())
+        lines = "".join(json.dumps(_public_row(row), separators=(",", ":")) + "\n" for row in rows)
+        key = f"archive/{r['room']}/{day}.ndjson"
+        await bucket.put(key, lines, httpMetadata=to_js({"contentType": "application/x-ndjson"}, dict_converter=Object.fromEntries))
+        keys.append(key)
+    return keys

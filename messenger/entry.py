@@ -1,0 +1,433 @@
+"""CF Messenger's worker: the HTTP API, WebSocket routing, the delivery queue consumer and crons.
+
+Every API answer is one JSON envelope: `{"ok": true, "data": ..., "requestId": ...}` or
+`{"ok": false, "error": {"code", "message"}, "requestId": ...}`.  The route table below is also the
+source of `GET /api/openapi.json`, so the document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+from js import Date
+from workers import Request, Response, WorkerEntrypoint
+
+import archive
+import auth
+import bots
+import emoticons
+import events
+from bots import AIQuota
+from directory import Directory, directory
+from inbox import Inbox
+from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
+from presence import PresenceRoom, presence
+from protocol import BODIES, CLOSE, ERRORS, ProtocolError, validate
+from rooms import ChatRoom
+from sockets import TRUSTED_USER_HEADER
+from store import py
+
+__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "AIQuota", "ROUTES"]
+
+MAX_BODY_BYTES = 16 * 1024
+# A valid hash of a random password, checked when the username is unknown so that sign-in takes the
+# same time either way (no username probing by timing).
+_DUMMY_HASH = auth.DEMO_ACCOUNTS[0]["hash"]
+ROTATE_CRON = "0 */6 * * *"
+ARCHIVE_CRON = "15 0 * * *"
+
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+                               "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    "strict-transport-security": "max-age=31536000; includeSubDomains",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status or ERRORS.get(code, 400)
+
+
+def _rpc(result) -> object:
+    """Unwrap a {"ok", "data"|"code"} RPC answer into data or an ApiError."""
+    result = py(result)
+    if not result.get("ok"):
+        raise ApiError(result.get("code", "internal"), result.get("message", "error"))
+    return result.get("data")
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+# (method, path pattern, handler name, auth required, summary, body schema name)
+ROUTES = [
+    ("GET", "/api/health", "health", False, "Liveness check", None),
+    ("GET", "/api/openapi.json", "openapi", False, "This document", None),
+    ("GET", "/api/emoticons", "emoticon_table", False, "Emoticon codes and their images", None),
+    ("GET", "/api/personas", "personas", False, "AI personas", None),
+    ("POST", "/api/auth/register", "register", False, "Create an account", "register"),
+    ("POST", "/api/auth/login", "login", False, "Sign in: access + refresh token", "login"),
+    ("POST", "/api/auth/refresh", "refresh", False, "Rotate the refresh token, get a new access token", "refresh"),
+    ("POST", "/api/auth/logout", "logout", True, "Sign out this session or everywhere", "logout"),
+    ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
+    ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
+    ("PUT", "/api/me/status", "set_status", True, "Change presence state, personal message or name", "status"),
+    ("GET", "/api/users", "users", True, "Buddy list: bots, rooms, online, offline, unread counts", None),
+    ("GET", "/api/rooms", "rooms", True, "Public rooms and the caller's DM rooms", None),
+    ("GET", "/api/rooms/{room}/history", "history", True, "A page of history, backwards (before, limit)", None),
+    ("GET", "/api/search", "search", True, "Search messages the caller may read (q)", None),
+    ("GET", "/api/inbox", "inbox", True, "Pointers to DMs received while offline", None),
+    ("GET", "/api/presence/{user}", "presence_lookup", True, "Cheap presence lookup (KV mirror)", None),
+    ("GET", "/ws/presence", "ws_presence", False, "WebSocket: presence (auth in first frame)", None),
+    ("GET", "/ws/room/{room}", "ws_room", False, "WebSocket: a chat room (auth in first frame)", None),
+]
+_COMPILED = [(m, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", p) + "$"), h, a, p) for m, p, h, a, _, _ in ROUTES]
+
+
+def openapi_document() -> dict:
+    """OpenAPI 3.0 description of ROUTES."""
+    paths: dict = {}
+    for method, pattern, handler, needs_auth, summary, body in ROUTES:
+        op = {"operationId": handler, "summary": summary, "responses": {
+            "200": {"description": "Success envelope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ok"}}}},
+            "default": {"description": "Error envelope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}
+        if pattern.startswith("/ws/"):
+            op["responses"] = {"101": {"description": "Switching Protocols (WebSocket; see messenger/README.md)"},
+                               "426": {"description": "Upgrade required"}}
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in re.findall(r"\{(\w+)\}", pattern)]
+        if handler == "history":
+            params += [{"name": "before", "in": "query", "schema": {"type": "integer"}},
+                       {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}]
+        if handler == "search":
+            params += [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}]
+        if params:
+            op["parameters"] = params
+        if needs_auth:
+            op["security"] = [{"bearer": []}]
+        if body:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(BODIES[body])}}}
+        paths.setdefault(pattern, {})[method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "CF Messenger API", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "Ok": {"type": "object", "required": ["ok", "data", "requestId"],
+                       "properties": {"ok": {"type": "boolean", "enum": [True]}, "data": {}, "requestId": {"type": "string"}}},
+                "Error": {"type": "object", "required": ["ok", "error", "requestId"],
+                          "properties": {"ok": {"type": "boolean", "enum": [False]}, "requestId": {"type": "string"},
+                                         "error": {"type": "object", "required": ["code", "message"],
+                                                   "properties": {"code": {"type": "string", "enum": sorted(ERRORS)},
+                                                                  "message": {"type": "string"}}}}},
+            },
+        },
+    }
+
+
+def _schema(spec: dict) -> dict:
+    props, required = {}, []
+    for name, (types, req, _check) in spec.items():
+        kind = "boolean" if bool in types else "integer" if int in types else "string"
+        props[name] = {"type": kind}
+        if req:
+            required.append(name)
+    out = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = required
+    return out
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+class Default(WorkerEntrypoint):
+    """Routes HTTP and WebSocket requests, consumes the delivery queue, runs the crons."""
+
+    async def fetch(self, request):
+        rid = request.headers.get("cf-ray") or uuid.uuid4().hex[:16]
+        url = urlsplit(request.url)
+        path = url.path
+        if request.method == "OPTIONS":
+            return self._cors(request, Response(None, status=204))
+        for method, rx, handler, needs_auth, _pattern in _COMPILED:
+            m = rx.match(path)
+            if not m:
+                continue
+            if method != request.method:
+                continue
+            try:
+                claims = await self._auth(request) if needs_auth else None
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                result = await getattr(self, "_" + handler)(request, claims, query, **m.groupdict())
+                if isinstance(result, Response):
+                    return result
+                return self._envelope(request, {"ok": True, "data": result, "requestId": rid}, 200)
+            except ApiError as error:
+                return self._envelope(request, {"ok": False, "error": {"code": error.code, "message": error.message},
+                                                "requestId": rid}, error.status)
+            except ProtocolError as error:
+                return self._envelope(request, {"ok": False, "error": {"code": error.code, "message": error.message},
+                                                "requestId": rid}, ERRORS.get(error.code, 400))
+            except Exception as error:
+                print(f"messenger: {request.method} {path} failed: {error!r}")
+                return self._envelope(request, {"ok": False, "error": {"code": "internal", "message": "internal error"},
+                                                "requestId": rid}, 500)
+        if any(rx.match(path) for _, rx, _, _, _ in _COMPILED):
+            return self._envelope(request, {"ok": False, "error": {"code": "method_not_allowed", "message":
+                                  f"{request.method} is not allowed here"}, "requestId": rid}, 405)
+        if path.startswith("/api/") or path.startswith("/ws/"):
+            return self._envelope(request, {"ok": False, "error": {"code": "not_found", "message": "no such route"},
+                                            "requestId": rid}, 404)
+        assets = getattr(self.env, "ASSETS", None)
+        if assets is not None:
+            return await assets.fetch(request)
+        return Response("Not Found", status=404)
+
+    # -- envelope, CORS, auth -------------------------------------------------------------------
+
+    def _cors(self, request, response):
+        origin = request.headers.get("origin")
+        allowed = [o.strip() for o in str(getattr(self.env, "ALLOWED_ORIGINS", "") or "").split(",") if o.strip()]
+        if origin and origin in allowed:
+            response.headers.set("access-control-allow-origin", origin)
+            response.headers.set("vary", "Origin")
+            response.headers.set("access-control-allow-headers", "authorization, content-type")
+            response.headers.set("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS")
+        return response
+
+    def _envelope(self, request, body: dict, status: int):
+        return self._cors(request, Response.json(body, status=status, headers=dict(SECURITY_HEADERS)))
+
+    async def _auth(self, request) -> dict:
+        header = request.headers.get("authorization") or ""
+        if not header.lower().startswith("bearer "):
+            raise ApiError("not_authenticated", "send Authorization: Bearer <access token>")
+        return _rpc(await directory(self.env).verify(header[7:].strip()))
+
+    async def _body(self, request, schema_name: str) -> dict:
+        raw = await request.text()
+        if len(raw.encode()) > MAX_BODY_BYTES:
+            raise ApiError("too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        try:
+            obj = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise ApiError("bad_json", "request body is not valid JSON") from None
+        return validate(obj, BODIES[schema_name])
+
+    # -- public routes --------------------------------------------------------------------------
+
+    async def _health(self, request, claims, query):
+        return {"status": "ok", "time": Date.now()}
+
+    async def _openapi(self, request, claims, query):
+        return Response.json(openapi_document(), headers={"access-control-allow-origin": "*"})
+
+    async def _emoticon_table(self, request, claims, query):
+        return emoticons.table()
+
+    async def _personas(self, request, claims, query):
+        return [{k: p[k] for k in ("id", "username", "name", "presence", "message")} for p in bots.PERSONAS]
+
+    async def _register(self, request, claims, query):
+        body = await self._body(request, "register")
+        hashed = auth.hash_password(body["password"])
+        user = _rpc(await directory(self.env).createUser(body["username"], hashed, body.get("displayName", "")))
+        return _rpc(await directory(self.env).createSession(user["id"]))
+
+    async def _login(self, request, claims, query):
+        body = await self._body(request, "login")
+        username = body["username"].strip().lower()
+        found = py(await directory(self.env).credentials(username))
+        stored = found["data"]["hash"] if found.get("ok") else _DUMMY_HASH
+        if not auth.verify_password(body["password"], stored) or not found.get("ok"):
+            events.emit(self.env, "login_failure", blobs=("password",))
+            raise ApiError("bad_credentials", "wrong username or password")
+        session = _rpc(await directory(self.env).createSession(found["data"]["id"]))
+        events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
+        return session
+
+    async def _refresh(self, request, claims, query):
+        body = await self._body(request, "refresh")
+        result = py(await directory(self.env).refresh(body["refreshToken"]))
+        if not result.get("ok"):
+            if result.get("revoked"):
+                await close_sessions(self.env, result["revoked"], "session_revoked")
+                events.emit(self.env, "session_revoked", blobs=("refresh_reuse",))
+            raise ApiError(result["code"], result["message"])
+        events.emit(self.env, "token_refresh", user=result["data"]["user"]["id"])
+        return result["data"]
+
+    # -- signed-in routes -----------------------------------------------------------------------
+
+    async def _logout(self, request, claims, query):
+        body = await self._body(request, "logout")
+        everywhere = bool(body.get("everywhere"))
+        revoked = _rpc(await directory(self.env).revoke(claims["sub"], claims["sid"], everywhere))
+        closed = await close_sessions(self.env, revoked, "session_revoked")
+        events.emit(self.env, "session_revoked", blobs=("everywhere" if everywhere else "logout",))
+        return {"revokedSessions": len(revoked), "closedSockets": closed}
+
+    async def _me(self, request, claims, query):
+        user = _rpc(await directory(self.env).getUser(claims["sub"]))
+        snap = py(await presence(self.env).snapshot())
+        entry = snap.get(claims["sub"], {"status": "offline", "message": ""})
+        user.update({"status": entry["status"], "message": entry.get("message", ""), "sessionId": claims["sid"]})
+        return user
+
+    async def _set_status(self, request, claims, query):
+        body = await self._body(request, "status")
+        return py(await presence(self.env).setStatus(claims["sub"], json.dumps(body)))
+
+    async def _delete_me(self, request, claims, query):
+        uid = claims["sub"]
+        result = _rpc(await directory(self.env).deleteUser(uid))
+        closed = await close_sessions(self.env, result["sessions"], "account_deleted")
+        await self.env.INBOX.getByName(uid).wipe()
+        await presence(self.env).forget(uid)
+        return {"deleted": uid, "at": Date.now(), "closedSockets": closed,
+                "stores": ["directory:account", "directory:sessions", "inbox", "presence", "kv:presence"],
+                "notYet": ["room messages", "archives"]}
+
+    async def _users(self, request, claims, query):
+        me = claims["sub"]
+        users = _rpc(await directory(self.env).listUsers())
+        snap = py(await presence(self.env).snapshot())
+        unread = py(await self.env.INBOX.getByName(me).counts())
+        groups = {"bots": [], "rooms": [], "online": [], "offline": []}
+        for p in bots.PERSONAS:
+            room = dm_room(me, p["id"])
+            groups["bots"].append({"id": p["id"], "username": p["username"], "displayName": p["name"], "status": p["presence"],
+                                   "message": p["message"], "room": room, "unread": 0, "bot": True})
+        for name, title in PUBLIC_ROOMS.items():
+            groups["rooms"].append({"room": name, "title": title})
+        for u in users:
+            if u["id"] == me:
+                continue
+            entry = snap.get(u["id"], {"status": "offline", "message": ""})
+            room = dm_room(me, u["id"])
+            item = {**u, "status": entry["status"], "message": entry.get("message", ""), "room": room,
+                    "unread": unread.get(room, {}).get("unread", 0)}
+            if entry.get("name"):
+                item["displayName"] = entry["name"]
+            groups["offline" if entry["status"] == "offline" else "online"].append(item)
+        return groups
+
+    async def _rooms(self, request, claims, query):
+        me = claims["sub"]
+        users = _rpc(await directory(self.env).listUsers())
+        dms = [{"room": dm_room(me, u["id"]), "with": u} for u in users if u["id"] != me]
+        dms += [{"room": dm_room(me, p["id"]), "with": {"id": p["id"], "username": p["username"], "displayName": p["name"]}}
+                for p in bots.PERSONAS]
+        return {"public": [{"room": k, "title": v} for k, v in PUBLIC_ROOMS.items()], "direct": dms}
+
+    async def _history(self, request, claims, query, room):
+        if not valid_room(room):
+            raise ApiError("not_found", "no such room")
+        if not may_join(room, claims["sub"]):
+            raise ApiError("forbidden", "only the two participants may read a direct-message room")
+        before, limit = _int_param(query, "before", 0), _int_param(query, "limit", 50)
+        return _rpc(await self.env.CHAT.getByName(room).history(room, claims["sub"], before, limit))
+
+    async def _search(self, request, claims, query):
+        q = query.get("q", "")
+        if not 1 <= len(q) <= 200:
+            raise ApiError("invalid_field", "q must be 1..200 characters")
+        return {"results": await archive.search(self.env, claims["sub"], q)}
+
+    async def _inbox(self, request, claims, query):
+        box = self.env.INBOX.getByName(claims["sub"])
+        return {"pointers": py(await box.pending()), "counts": py(await box.counts())}
+
+    async def _presence_lookup(self, request, claims, query, user):
+        raw = await self.env.KV.get(f"presence:{user}") if getattr(self.env, "KV", None) is not None else None
+        if raw is None:
+            return {"id": user, "status": "offline", "source": "kv"}
+        entry = json.loads(raw)
+        entry["source"] = "kv"
+        return entry
+
+    # -- WebSockets -----------------------------------------------------------------------------
+
+    async def _upgrade(self, request, stub, extra_headers: dict):
+        if (request.headers.get("upgrade") or "").lower() != "websocket":
+            raise ApiError("bad_request", "expected a WebSocket upgrade", 426)
+        headers = {"upgrade": "websocket", **extra_headers}
+        offered = [p.strip() for p in (request.headers.get("sec-websocket-protocol") or "").split(",") if p.strip()]
+        bearer = next((p[len("bearer."):] for p in offered if p.startswith("bearer.")), None)
+        if bearer:
+            # Sub-protocol auth: verified here, passed to the object in a header only we can set.
+            claims = _rpc(await directory(self.env).verify(bearer))
+            headers[TRUSTED_USER_HEADER] = json.dumps(claims)
+        return await stub.fetch(Request(request.url, headers=headers))
+
+    async def _ws_presence(self, request, claims, query):
+        return await self._upgrade(request, presence(self.env), {})
+
+    async def _ws_room(self, request, claims, query, room):
+        if not valid_room(room):
+            raise ApiError("not_found", "no such room")
+        return await self._upgrade(request, self.env.CHAT.getByName(room), {"x-messenger-room": room})
+
+    # -- queue and crons ------------------------------------------------------------------------
+
+    async def queue(self, batch, env=None, ctx=None):
+        """Offline DM delivery: a pointer lands in the recipient's inbox, then their buddy list hears of it."""
+        for message in batch.messages:
+            try:
+                pointer = py(message.body)
+                if isinstance(pointer, str):
+                    pointer = json.loads(pointer)
+                counts = py(await self.env.INBOX.getByName(pointer["to"]).add(json.dumps(pointer)))
+                frame = {"type": "inbox", "room": pointer["room"], "seq": pointer["seq"], "from": pointer["from"],
+                         "name": pointer.get("name", ""), "unread": counts.get(pointer["room"], {}).get("unread", 1)}
+                await presence(self.env).notify(pointer["to"], json.dumps(frame))
+                events.emit(self.env, "delivery_latency", blobs=("offline",), doubles=(Date.now() - pointer["ts"],))
+                message.ack()
+            except Exception as error:
+                print(f"delivery: attempt {message.attempts} failed: {error!r}")
+                message.retry(delaySeconds=min(300, 2 ** max(1, message.attempts)))
+
+    async def scheduled(self, controller, env=None, ctx=None):
+        if controller.cron == ROTATE_CRON:
+            await directory(self.env).rotateKeys()
+        elif controller.cron == ARCHIVE_CRON:
+            yesterday = bots.day_of(controller.scheduledTime - 86_400_000)
+            await archive.export_day(self.env, yesterday)
+
+
+def _int_param(query: dict, name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError("invalid_field", f"{name} must be an integer") from None
+    if value < 0:
+        raise ApiError("invalid_field", f"{name} must not be negative")
+    return value
+
+
+async def close_sessions(env, revoked: list[dict], reason_name: str) -> int:
+    """Close every socket of the revoked sessions, in presence and in each room they joined."""
+    by_room: dict[str, list[str]] = {}
+    for entry in revoked:
+        for room in set(entry.get("rooms", [])) | {"presence"}:
+            by_room.setdefault(room, []).append(entry["sid"])
+    closed = 0
+    for room, sids in by_room.items():
+        stub = presence(env) if room == "presence" else env.CHAT.getByName(room)
+        try:
+            closed += py(await stub.revokeSessions(json.dumps(sids), reason_name)).get("closed", 0)
+        except Exception as error:
+            print(f"messenger: closing sessions in {room} failed: {error!r}")
+    return closed
+
+

@@ -1,0 +1,209 @@
+"""The PresenceRoom Durable Object: who is online, from live sockets with heartbeats.
+
+A user is online while at least one of their sockets is open (several tabs count once) and goes
+offline when the last one closes or falls silent for 90 s (the alarm closes it).  The chosen state
+(online, busy, away, appear-offline), display name and personal message persist; others see
+appear-offline as offline.  Every change is pushed to every buddy list and mirrored into KV
+(`presence:<user id>`, with a TTL so a dead object can never leave anyone "online" forever).
+"""
+
+from __future__ import annotations
+
+import json
+
+from js import Date
+
+import bots
+from directory import directory
+from protocol import PRESENCE_FRAMES, ProtocolError, error_frame, parse_frame
+from sockets import SocketHost, attachment, save, send
+from store import jget, jlist, jput, py
+
+__all__ = ["PresenceRoom", "presence", "KV_TTL_S", "visible_status"]
+
+KV_TTL_S = 120
+KV_REFRESH_MS = 60_000
+
+
+def presence(env):
+    return env.PRESENCE.getByName("global")
+
+
+def visible_status(chosen: str | None, online: bool, *, to_self: bool = False) -> str:
+    """What others (or the user) see: offline without sockets; appear-offline looks offline to others."""
+    if not online:
+        return "offline"
+    chosen = chosen or "online"
+    if chosen == "appear-offline" and not to_self:
+        return "offline"
+    return chosen
+
+
+class PresenceRoom(SocketHost):
+    """One instance ("global"): every signed-in client's presence socket."""
+
+    kind = "presence"
+
+    async def fetch(self, request):
+        return await self._accept(request, {})
+
+    def _online_users(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, att in self._sockets():
+            counts[att["uid"]] = counts.get(att["uid"], 0) + 1
+        return counts
+
+    async def _profile(self, uid: str) -> dict:
+        return await jget(self.ctx.storage, f"p:{uid}") or {}
+
+    async def _entry(self, uid: str, online: bool, *, to_self: bool = False, profile: dict | None = None) -> dict:
+        profile = profile if profile is not None else await self._profile(uid)
+        return {"id": uid, "status": visible_status(profile.get("state"), online, to_self=to_self),
+                "message": profile.get("message", ""), "name": profile.get("name")}
+
+    async def _publish(self, uid: str, *, skip=None) -> None:
+        """Push a user's presence to everyone and mirror it into KV."""
+        online = uid in self._online_users()
+        profile = await self._profile(uid)
+        entry = await self._entry(uid, online, profile=profile)
+        self._broadcast({"type": "presence", "user": entry}, skip=skip)
+        own = await self._entry(uid, online, to_self=True, profile=profile)
+        self._broadcast({"type": "presence", "user": own}, only_user=uid)
+        await self._mirror(uid, entry)
+
+    async def _mirror(self, uid: str, entry: dict) -> None:
+        kv = getattr(self.env, "KV", None)
+        if kv is None:
+            return
+        try:
+            if entry["status"] == "offline":
+                await kv.delete(f"presence:{uid}")
+            else:
+                await kv.put(f"presence:{uid}", json.dumps(entry), expirationTtl=KV_TTL_S)
+        except Exception as error:
+            print(f"presence: KV mirror failed: {error!r}")
+
+    async def _authenticated(self, ws, att: dict, claims: dict, frame: dict) -> None:
+        uid = claims["sub"]
+        was_online = uid in self._online_users()
+        self._admit(ws, att, claims)
+        try:
+            await directory(self.env).noteRoom(claims["sid"], "presence")
+        except Exception as error:
+            print(f"presence: noteRoom failed: {error!r}")
+        send(ws, {"type": "roster", "you": await self._entry(uid, True, to_self=True), "users": await self._roster(),
+                  "inbox": await self._inbox(uid)})
+        if not was_online:
+            await self._publish(uid, skip=ws)
+
+    async def _inbox(self, uid: str) -> dict:
+        try:
+            return py(await self.env.INBOX.getByName(uid).counts())
+        except Exception as error:
+            print(f"presence: inbox counts failed: {error!r}")
+            return {}
+
+    async def _roster(self) -> list[dict]:
+        online = self._online_users()
+        profiles = {k[2:]: v for k, v in await jlist(self.ctx.storage, prefix="p:")}
+        out = []
+        for uid in sorted(set(online) | set(profiles)):
+            out.append(await self._entry(uid, uid in online, profile=profiles.get(uid, {})))
+        for p in bots.PERSONAS:
+            out.append({"id": p["id"], "status": p["presence"], "message": p["message"], "name": p["name"], "bot": True})
+        return out
+
+    async def webSocketMessage(self, ws, message) -> None:
+        att = attachment(ws)
+        att["last"] = Date.now()
+        save(ws, att)
+        try:
+            frame = parse_frame(message, PRESENCE_FRAMES)
+            if frame["type"] == "ping":
+                send(ws, {"type": "pong"})
+            elif frame["type"] == "auth":
+                await self._auth_frame(ws, att, frame)
+            elif not att.get("authed"):
+                raise ProtocolError("not_authenticated", "send an auth frame first")
+            elif frame["type"] == "status":
+                await self.setStatus(att["uid"], json.dumps({k: v for k, v in frame.items() if k != "type"}))
+        except ProtocolError as error:
+            send(ws, error_frame(error.code, error.message, **error.extra))
+        except Exception as error:
+            print(f"presence: frame failed: {error!r}")
+            send(ws, error_frame("internal", "the server could not process that frame"))
+
+    async def setStatus(self, uid: str, changes_json: str) -> str:
+        """RPC (and the `status` frame): change state, personal message or display name."""
+        changes = json.loads(changes_json)
+        profile = await self._profile(uid)
+        for field, key in (("state", "state"), ("message", "message"), ("name", "name")):
+            if field in changes:
+                profile[key] = changes[field]
+        await jput(self.ctx.storage, f"p:{uid}", profile)
+        await self._publish(uid)
+        return json.dumps(await self._entry(uid, uid in self._online_users(), to_self=True, profile=profile))
+
+    async def snapshot(self) -> str:
+        """RPC: {user id: {status, message, name}} as other users see it."""
+        online = self._online_users()
+        out = {}
+        for uid, profile in [(k[2:], v) for k, v in await jlist(self.ctx.storage, prefix="p:")]:
+            out[uid] = await self._entry(uid, uid in online, profile=profile)
+        for uid in online:
+            if uid not in out:
+                out[uid] = await self._entry(uid, True, profile={})
+        return json.dumps(out)
+
+    async def notify(self, uid: str, frame_json: str) -> str:
+        """RPC: push a frame to every presence socket of `uid` (new offline DM, etc.)."""
+        delivered = 0
+        for ws, att in self._sockets():
+            if att.get("uid") == uid and send(ws, frame_json):
+                delivered += 1
+        return json.dumps({"delivered": delivered})
+
+    async def forget(self, uid: str) -> str:
+        """RPC for account deletion: drop the profile and go offline everywhere."""
+        await self.ctx.storage.delete(f"p:{uid}")
+        self._broadcast({"type": "presence", "user": {"id": uid, "status": "offline", "message": "", "name": None,
+                                                      "deleted": True}})
+        kv = getattr(self.env, "KV", None)
+        if kv is not None:
+            await kv.delete(f"presence:{uid}")
+        return json.dumps({"ok": True})
+
+    async def _after_closes(self) -> None:
+        dropped, self._dropped = getattr(self, "_dropped", set()), set()
+        online = self._online_users()
+        for uid in dropped:
+            if uid not in online:
+                await self._publish(uid)
+
+    async def _on_alarm(self, now: int) -> int | None:
+        # Keep the KV mirror of online users fresh (its TTL is what bounds staleness).
+        last = getattr(self, "_mirrored", 0)
+        if now - last >= KV_REFRESH_MS:
+            self._mirrored = now
+            for uid in self._online_users():
+                await self._mirror(uid, await self._entry(uid, True))
+        return None
+
+    async def webSocketClose(self, ws, code, reason, wasClean) -> None:
+        att = attachment(ws)
+        if not att.get("closing"):
+            try:
+                ws.close(1000, "bye")
+            except Exception:
+                pass
+        att["closing"] = True
+        try:
+            save(ws, att)
+        except Exception:
+            pass
+        if att.get("authed"):
+            import events
+
+            events.emit(self.env, "ws_disconnect", blobs=(self.kind, str(code)), user=att["uid"])
+            if att["uid"] not in self._online_users():
+                await self._publish(att["uid"])

@@ -1,0 +1,351 @@
+"""The ChatRoom Durable Object: one per room, the single writer of its message log.
+
+Every message gets the next room sequence number and is committed (message, sequence, client-id
+dedup entry and rate-limit counters in one atomic put) before the sender's ack.  A client that
+reconnects sends the last sequence it saw and gets exactly the gap; history pages backwards.
+All of it lives in storage, so an object that wakes with empty memory (eviction, reroute, crash,
+redeploy) serves the same log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from js import Date
+
+import archive
+import bodies
+import bots
+import events
+import ratelimit
+import receipts
+from directory import directory
+from naming import dm_participants, is_public, may_join, valid_room
+from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
+from sockets import SocketHost, attachment, save, send
+from store import jget, jlist, jput, jput_many, py
+
+__all__ = ["ChatRoom", "TYPING_MS", "REPLAY_LIMIT"]
+
+TYPING_MS = 3_000
+REPLAY_LIMIT = 500
+PAGE_DEFAULT = 50
+
+
+def _mkey(seq: int) -> str:
+    return f"m:{seq:012d}"
+
+
+def _public(msg: dict) -> dict:
+    """A stored message as clients see it (the body opened)."""
+    out = {k: v for k, v in msg.items() if k != "body"}
+    if "body" in msg:
+        out.update(bodies.open_body(msg["body"]))
+    return out
+
+
+class ChatRoom(SocketHost):
+    """A room's sockets, log, receipts, typing and rate limits."""
+
+    kind = "chat"
+
+    def __init__(self, ctx, env) -> None:
+        super().__init__(ctx, env)
+        self.room: str | None = None
+        self.seq: int | None = None  # cache of the stored counter; storage is the truth
+
+    async def _load(self, room: str | None = None) -> None:
+        if self.room is None:
+            self.room = room or await jget(self.ctx.storage, "room")
+        if room and self.room != room:
+            self.room = room
+        if self.seq is None:
+            meta = await jget(self.ctx.storage, "meta") or {"seq": 0}
+            self.seq = meta["seq"]
+        if room and await jget(self.ctx.storage, "room") is None:
+            await jput(self.ctx.storage, "room", room)
+
+    # -- HTTP (upgrade) ---------------------------------------------------------------------------
+
+    async def fetch(self, request):
+        room = request.headers.get("x-messenger-room")
+        if not room or not valid_room(room):
+            return _json_error(400, "bad_request", "unknown room")
+        await self._load(room)
+        return await self._accept(request, {"room": room})
+
+    async def _authenticated(self, ws, att: dict, claims: dict, frame: dict) -> None:
+        await self._load(att.get("room"))
+        if not may_join(self.room, claims["sub"]):
+            send(ws, error_frame("forbidden", "only the two participants may join a direct-message room"))
+            self._close(ws, att, "forbidden")
+            return
+        self._admit(ws, att, claims)
+        try:
+            await directory(self.env).noteRoom(claims["sid"], self.room)
+        except Exception as error:
+            print(f"chat: noteRoom failed: {error}")
+        marks = await self._all_marks()
+        send(ws, {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
+                  "lastSeq": self.seq, "receipts": marks, "members": self._members(),
+                  "typing": await self._typing_now()})
+        self._broadcast({"type": "join", "user": {"id": claims["sub"], "name": att["name"]}}, skip=ws)
+        if "since" in frame:
+            await self._replay(ws, frame["since"])
+
+    def _members(self) -> list[dict]:
+        seen = {}
+        for _, att in self._sockets():
+            seen[att["uid"]] = att.get("name", "")
+        pair = dm_participants(self.room or "")
+        if pair:
+            for uid in pair:
+                seen.setdefault(uid, None)
+        return [{"id": k, "name": v, "online": v is not None} for k, v in seen.items()]
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    async def webSocketMessage(self, ws, message) -> None:
+        att = attachment(ws)
+        att["last"] = Date.now()
+        save(ws, att)
+        try:
+            frame = parse_frame(message, CHAT_FRAMES)
+            await self._load(att.get("room"))
+            if frame["type"] == "ping":
+                send(ws, {"type": "pong"})
+            elif frame["type"] == "auth":
+                await self._auth_frame(ws, att, frame)
+            elif not att.get("authed"):
+                raise ProtocolError("not_authenticated", "send an auth frame first")
+            elif frame["type"] == "send":
+                await self._send(ws, att, frame)
+            elif frame["type"] == "typing":
+                await self._typing(ws, att)
+            elif frame["type"] == "receipt":
+                await self._receipt(ws, att, frame)
+            elif frame["type"] == "history":
+                await self._history_frame(ws, frame)
+            elif frame["type"] == "sync":
+                await self._replay(ws, frame["since"])
+        except ProtocolError as error:
+            send(ws, error_frame(error.code, error.message, **error.extra))
+        except Exception as error:  # a bug must cost one frame, never the object
+            print(f"chat {self.room}: frame failed: {error!r}")
+            send(ws, error_frame("internal", "the server could not process that frame"))
+
+    async def _send(self, ws, att: dict, frame: dict) -> None:
+        uid, cid = att["uid"], frame["cid"]
+        storage = self.ctx.storage
+        known = await jget(storage, f"cid:{uid}:{cid}")
+        if known is not None:
+            # A resend after a reconnect: the original ack again, no second message, no second count.
+            msg = await jget(storage, _mkey(known))
+            send(ws, {"type": "ack", "cid": cid, "seq": known, "id": msg["id"] if msg else None,
+                      "ts": msg["ts"] if msg else None, "duplicate": True})
+            return
+        now = Date.now()
+        bucket = "nudge" if frame["kind"] == "nudge" else "chat"
+        limits = await jget(storage, f"rl:{uid}")
+        allowed, limits, retry_ms = ratelimit.take(limits, bucket, now)
+        if not allowed:
+            events.emit(self.env, "rate_limited", blobs=(bucket,), user=uid)
+            raise ProtocolError("rate_limited", f"too many {bucket} frames; retry later", cid=cid, retryAfterMs=retry_ms)
+        content = {"kind": frame["kind"]}
+        if frame["kind"] == "text":
+            content["text"] = frame["text"]
+        elif frame["kind"] == "wink":
+            content["wink"] = frame["wink"]
+        msg = await self._append(uid, att.get("name", ""), cid, content, now, extra={f"rl:{uid}": limits})
+        send(ws, {"type": "ack", "cid": cid, "seq": msg["seq"], "id": msg["id"], "ts": msg["ts"]})
+        public = _public(msg)
+        self._broadcast({"type": "msg", "message": public}, skip=ws)
+        await self._clear_typing(uid)
+        events.emit(self.env, "message_sent", blobs=(frame["kind"], "dm" if not is_public(self.room) else "room"),
+                    doubles=(len(content.get("text", "")),), user=uid)
+        self._after(self._fan_out(public))
+
+    async def _append(self, uid: str, name: str, cid: str, content: dict, now: int, extra: dict | None = None) -> dict:
+        """Assign the next sequence and commit the message atomically; returns the stored record."""
+        seq = self.seq + 1
+        msg = {"seq": seq, "id": uuid.uuid4().hex, "cid": cid, "from": uid, "name": name, "kind": content["kind"],
+               "ts": now, "body": bodies.seal_body(content)}
+        batch = {"meta": {"seq": seq}, _mkey(seq): msg, f"cid:{uid}:{cid}": seq}
+        batch.update(extra or {})
+        await jput_many(self.ctx.storage, batch)
+        self.seq = seq
+        return msg
+
+    def _after(self, coro) -> None:
+        """Work that follows an ack (archive, offline delivery, personas): never delays the sender."""
+        wait = getattr(self.ctx, "waitUntil", None)
+        if wait is not None:
+            wait(coro)
+        else:  # pragma: no cover - every runtime we target has waitUntil
+            import asyncio
+
+            asyncio.ensure_future(coro)
+
+    async def _fan_out(self, msg: dict) -> None:
+        try:
+            await archive.record(self.env, self.room, msg)
+        except Exception as error:
+            print(f"chat {self.room}: archive failed: {error!r}")
+        pair = dm_participants(self.room)
+        if pair:
+            other = pair[0] if pair[1] == msg["from"] else pair[1]
+            persona = bots.persona(other)
+            if persona is not None:
+                if msg["kind"] == "text":
+                    await self._persona_reply(persona, msg)
+            elif not any(att.get("uid") == other for _, att in self._sockets()):
+                await self._offline(other, msg)
+        elif msg["kind"] == "text" and bots.persona(msg["from"]) is None:
+            for persona in bots.mentioned(msg.get("text", "")):
+                await self._persona_reply(persona, msg)
+
+    async def _offline(self, to: str, msg: dict) -> None:
+        """The recipient has no socket here: a pointer (room, seq) goes through the queue to their inbox."""
+        queue = getattr(self.env, "DELIVERY", None)
+        if queue is None:
+            return
+        pointer = {"to": to, "room": self.room, "seq": msg["seq"], "from": msg["from"], "name": msg.get("name", ""),
+                   "ts": msg["ts"]}
+        await queue.send(json.dumps(pointer))
+
+    async def _persona_reply(self, persona: dict, trigger: dict) -> None:
+        self._broadcast({"type": "typing", "user": persona["id"], "name": persona["name"], "on": True,
+                         "until": Date.now() + TYPING_MS})
+        history = [_public(m) for _, m in await jlist(self.ctx.storage, prefix="m:", reverse=True, limit=8)][::-1]
+        text, outcome = await bots.generate(self.env, persona, trigger["from"], history, trigger.get("text", ""))
+        self._broadcast({"type": "typing", "user": persona["id"], "name": persona["name"], "on": False})
+        if text is None:
+            code = "ai_disabled" if outcome == "disabled" else "quota_exceeded" if outcome.startswith("quota") else "internal"
+            self._broadcast(error_frame(code, f"{persona['name']} cannot answer right now ({outcome})"),
+                            only_user=trigger["from"])
+            return
+        cid = f"ai-{trigger['seq']}-{persona['id']}"
+        if await jget(self.ctx.storage, f"cid:{persona['id']}:{cid}") is not None:
+            return  # already answered (a retried waitUntil)
+        msg = await self._append(persona["id"], persona["name"], cid, {"kind": "text", "text": text}, Date.now())
+        public = _public(msg)
+        self._broadcast({"type": "msg", "message": public})
+        try:
+            await archive.record(self.env, self.room, public)
+        except Exception as error:
+            print(f"chat {self.room}: archive failed: {error!r}")
+
+    # -- typing -----------------------------------------------------------------------------------
+
+    async def _typing_now(self) -> list[dict]:
+        now = Date.now()
+        typing = await jget(self.ctx.storage, "typing") or {}
+        return [{"user": u, "name": v["name"], "until": v["until"]} for u, v in typing.items() if v["until"] > now]
+
+    async def _typing(self, ws, att: dict) -> None:
+        now = Date.now()
+        typing = await jget(self.ctx.storage, "typing") or {}
+        typing[att["uid"]] = {"name": att.get("name", ""), "until": now + TYPING_MS}
+        await jput(self.ctx.storage, "typing", typing)
+        self._typing_due = min(v["until"] for v in typing.values())
+        self._broadcast({"type": "typing", "user": att["uid"], "name": att.get("name", ""), "on": True,
+                         "until": now + TYPING_MS}, skip=ws)
+        await self._schedule()
+
+    async def _clear_typing(self, uid: str) -> None:
+        typing = await jget(self.ctx.storage, "typing") or {}
+        if typing.pop(uid, None) is not None:
+            await jput(self.ctx.storage, "typing", typing)
+            self._broadcast({"type": "typing", "user": uid, "on": False})
+
+    def _extra_deadline(self) -> int | None:
+        return getattr(self, "_typing_due", None)
+
+    async def _on_alarm(self, now: int) -> int | None:
+        typing = await jget(self.ctx.storage, "typing") or {}
+        expired = [u for u, v in typing.items() if v["until"] <= now]
+        for uid in expired:
+            typing.pop(uid)
+            self._broadcast({"type": "typing", "user": uid, "on": False})
+        if expired:
+            await jput(self.ctx.storage, "typing", typing)
+        self._typing_due = min((v["until"] for v in typing.values()), default=None)
+        return self._typing_due
+
+    # -- receipts ---------------------------------------------------------------------------------
+
+    async def _all_marks(self) -> dict:
+        return {k[len("rcpt:"):]: v for k, v in await jlist(self.ctx.storage, prefix="rcpt:")}
+
+    async def _receipt(self, ws, att: dict, frame: dict) -> None:
+        uid = att["uid"]
+        marks = await jget(self.ctx.storage, f"rcpt:{uid}")
+        marks, changed = receipts.apply_receipt(marks, frame["seq"], frame["state"], self.seq)
+        if not changed:
+            return
+        await jput(self.ctx.storage, f"rcpt:{uid}", marks)
+        self._broadcast({"type": "receipt", "user": uid, "delivered": marks["delivered"], "read": marks["read"]})
+        if frame["state"] == "read" and dm_participants(self.room):
+            self._after(self._clear_inbox(uid, marks["read"]))
+
+    async def _clear_inbox(self, uid: str, upto: int) -> None:
+        try:
+            await self.env.INBOX.getByName(uid).clear(self.room, upto)
+        except Exception as error:
+            print(f"chat {self.room}: inbox clear failed: {error!r}")
+
+    # -- history ----------------------------------------------------------------------------------
+
+    async def _page(self, before: int | None, limit: int) -> dict:
+        end = _mkey(before) if before else _mkey(self.seq + 1)
+        rows = await jlist(self.ctx.storage, prefix="m:", end=end, reverse=True, limit=limit + 1)
+        more = len(rows) > limit
+        msgs = [_public(m) for _, m in rows[:limit]][::-1]
+        return {"messages": msgs, "hasMore": more, "lastSeq": self.seq}
+
+    async def _history_frame(self, ws, frame: dict) -> None:
+        page = await self._page(frame.get("before"), frame.get("limit", PAGE_DEFAULT))
+        send(ws, {"type": "history", **page})
+
+    async def _replay(self, ws, since: int) -> None:
+        """Exactly the messages after `since` (capped; `more` tells the client to sync again)."""
+        rows = await jlist(self.ctx.storage, start=_mkey(since + 1), end=_mkey(self.seq + 1), limit=REPLAY_LIMIT + 1)
+        more = len(rows) > REPLAY_LIMIT
+        send(ws, {"type": "sync", "since": since, "messages": [_public(m) for _, m in rows[:REPLAY_LIMIT]],
+                  "more": more, "lastSeq": self.seq})
+
+    async def history(self, room: str, uid: str, before: int = 0, limit: int = PAGE_DEFAULT) -> str:
+        """RPC for `GET /api/rooms/<room>/history`: a page of messages before `before` (0 = newest)."""
+        if not may_join(room, uid):
+            return json.dumps({"ok": False, "code": "forbidden", "message": "not a member of this room"})
+        await self._load(room)
+        page = await self._page(before or None, max(1, min(100, limit)))
+        page["receipts"] = await self._all_marks()
+        return json.dumps({"ok": True, "data": page})
+
+    async def summary(self, room: str) -> str:
+        await self._load(room)
+        return json.dumps({"room": room, "lastSeq": self.seq, "online": len(self._sockets())})
+
+    # -- close ------------------------------------------------------------------------------------
+
+    async def webSocketClose(self, ws, code, reason, wasClean) -> None:
+        att = attachment(ws)
+        if not att.get("closing"):
+            try:
+                ws.close(1000, "bye")
+            except Exception:
+                pass
+        if att.get("authed"):
+            events.emit(self.env, "ws_disconnect", blobs=(self.kind, str(code)), user=att["uid"])
+            still = [a for w, a in self._sockets() if w is not ws and a.get("uid") == att["uid"]]
+            if not still:
+                self._broadcast({"type": "leave", "user": att["uid"]}, skip=ws)
+                await self._clear_typing(att["uid"])
+
+
+def _json_error(status: int, code: str, message: str):
+    from workers import Response
+
+    return Response.json({"ok": False, "error": {"code": code, "message": message}}, status=status)
