@@ -126,7 +126,8 @@ class DevServer:
                          _reason(status), round(elapsed))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if self.runtime is None:
+        # A broken edit answers with its error (not the stale code) until the fix is saved.
+        if self.runtime is None or self.load_error is not None:
             message = self.load_error or "the worker is not loaded"
             return web.Response(status=500, text=f"cfemu: the worker failed to load:\n{message}\n"
                                                  "Fix the file and save: cfemu reloads it.\n")

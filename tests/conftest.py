@@ -39,6 +39,8 @@ def _write_worker(directory: Path, code: str, toml: str = "", *, name: str = "w"
 class DevProcess:
     """A `cfemu dev --port 0` subprocess: its URL, its log lines, and a clean stop."""
 
+    command = CFEMU
+
     def __init__(self, config: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.config = Path(config)
         command = [*CFEMU, "dev", "--port", "0", "--config", str(config), *args]

@@ -1,0 +1,213 @@
+"""`cfemu dev` as a user runs it: a real subprocess on a free port, HTTP, WebSockets, reloads, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+WORKER = Path(__file__).parent / "workers" / "dev"
+LOG_LINE = r"\[cfemu\] {method} {path} {status} \S.* \(\d+ms\)$"
+
+
+def _copy_worker(dest: Path) -> Path:
+    shutil.copytree(WORKER, dest, ignore=shutil.ignore_patterns("__pycache__", ".cfemu"))
+    return dest
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _wait_for_body(url: str, expected: str, timeout: float = 10.0) -> tuple[int, str]:
+    """Poll until the body contains `expected` (reloads are asynchronous to the file write)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = _get(url)
+        if expected in body or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.05)
+
+
+def _touch_write(path: Path, text: str) -> None:
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    if path.stat().st_mtime_ns == before:  # coarse file-system clocks: make the change visible
+        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, dev_process_class):
+    root = _copy_worker(tmp_path_factory.mktemp("dev") / "worker")
+    launched = time.perf_counter()
+    proc = dev_process_class(root / "wrangler.toml", "--var", "EXTRA:from the command line",
+                             "--persist-to", str(root.parent / "state"))
+    status, _ = _get(proc.url + "/")
+    proc.first_response_s = time.perf_counter() - launched
+    assert status == 200
+    yield proc
+    proc.kill()
+
+
+def test_ready_line_and_start_up_time(server):
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url)
+    assert not server.url.endswith(":0")
+    print(f"cfemu dev start-up to first response: {server.first_response_s * 1000:.0f} ms")
+    assert server.first_response_s < 2.0
+
+
+async def test_http_round_trip(server):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url + "/") as resp:
+            assert resp.status == 200
+            assert resp.headers["content-type"] == "text/plain;charset=UTF-8"
+            assert await resp.text() == "hello from v1"
+        async with session.post(server.url + "/echo?x=1", data="payload é", headers={"X-Test": "t"}) as resp:
+            assert resp.status == 201
+            assert resp.headers["x-worker"] == "yes"
+            body = await resp.json()
+        assert body == {"method": "POST", "url": f"{server.url}/echo?x=1", "body": "payload é", "x-test": "t",
+                        "colo": "LOCAL"}
+        async with session.get(server.url + "/nowhere") as resp:
+            assert (resp.status, await resp.text()) == (404, "worker 404")
+
+
+def test_request_log_lines(server):
+    mark = server.mark()
+    _get(server.url + "/echo?q=2")
+    _get(server.url + "/nowhere")
+    server.wait_for(LOG_LINE.format(method="GET", path=re.escape("/echo?q=2"), status=201), start=mark)
+    line = server.wait_for(LOG_LINE.format(method="GET", path="/nowhere", status=404), start=mark).string
+    assert "Not Found" in line
+
+
+def test_a_worker_that_raises(server):
+    mark = server.mark()
+    status, body = _get(server.url + "/boom")
+    assert (status, body) == (500, "Worker threw exception")
+    server.wait_for(r"RuntimeError: boom", start=mark)
+    server.wait_for(LOG_LINE.format(method="GET", path="/boom", status=500), start=mark)
+    assert _get(server.url + "/")[0] == 200  # still serving
+
+
+def test_var_from_the_command_line(server):
+    assert _get(server.url + "/var") == (200, "from the command line")
+
+
+def test_static_assets(server):
+    with urllib.request.urlopen(server.url + "/style.css") as resp:
+        assert resp.headers["content-type"] == "text/css; charset=utf-8"
+        assert resp.headers["etag"]
+        assert resp.read() == b"body { color: red; }\n"
+    assert _get(server.url + "/page") == (200, "<h1>index page</h1>\n")
+
+
+def test_scheduled_by_hand(server):
+    status, body = _get(server.url + "/cdn-cgi/handler/scheduled?cron=" + urllib.request.quote("*/5 * * * *"))
+    assert (status, body) == (200, "Ran scheduled event")
+    crons = json.loads(_get(server.url + "/crons")[1])
+    assert crons[-1][0] == "*/5 * * * *"
+    assert abs(crons[-1][1] / 1000 - time.time()) < 60  # a real clock in cfemu dev
+    assert crons[-1][1] == crons[-1][2]  # Date.now() is the scheduled time
+
+
+async def test_websocket_round_trip(server):
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(server.url + "/ws") as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "echo: hi"
+            await ws.send_bytes(b"\x01\x02\x03")
+            assert await ws.receive_bytes(timeout=5) == b"\x03\x02\x01"
+            await ws.send_str("close-me")
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert (msg.data, msg.extra) == (4000, "as asked")
+        async with session.ws_connect(server.url + "/ws") as ws:
+            await ws.send_str("again")
+            assert await ws.receive_str(timeout=5) == "echo: again"
+            await ws.close(code=1000)
+        assert _get(server.url + "/")[0] == 200
+
+
+def test_live_reload_keeps_state(tmp_path, dev_server):
+    root = _copy_worker(tmp_path / "worker")
+    proc = dev_server(root / "wrangler.toml")
+    req = urllib.request.Request(proc.url + "/kv", data=b"kept", method="PUT")
+    assert urllib.request.urlopen(req).read() == b"stored"
+    assert _get(proc.url + "/") == (200, "hello from v1")
+    mark = proc.mark()
+    _touch_write(root / "version.py", 'VERSION = "v2"\n')  # a sibling module, not main
+    assert _wait_for_body(proc.url + "/", "v2") == (200, "hello from v2")
+    proc.wait_for(r"Reloaded worker code", start=mark)
+    assert _get(proc.url + "/kv") == (200, "kept")
+    assert (root / ".cfemu" / "state").is_dir()  # the default --persist-to, beside the config
+    # a config change restarts the runtime; state still stays
+    mark = proc.mark()
+    _touch_write(root / "wrangler.toml", (root / "wrangler.toml").read_text().replace('"hello"', '"howdy"'))
+    assert _wait_for_body(proc.url + "/", "howdy") == (200, "howdy from v2")
+    proc.wait_for(r"configuration changed", start=mark)
+    assert _get(proc.url + "/kv") == (200, "kept")
+
+
+def test_a_worker_that_fails_to_import_then_is_fixed(tmp_path, dev_server):
+    root = _copy_worker(tmp_path / "worker")
+    version = root / "version.py"
+    _touch_write(version, 'VERSION = "v1"\nraise ValueError("not configured")\n')
+    proc = dev_server(root / "wrangler.toml")  # starts and serves despite the broken worker
+    status, body = _get(proc.url + "/")
+    assert status == 500
+    assert f"{version}:2: ValueError: not configured" in body
+    proc.wait_for(re.escape(f"{version}:2: ValueError: not configured"))
+    _touch_write(version, 'VERSION = "fixed"\n')
+    assert _wait_for_body(proc.url + "/", "fixed") == (200, "hello from fixed")
+    # break it with a syntax error while running: the error is served, not the stale code
+    _touch_write(version, 'VERSION = (\n')
+    status, body = _wait_for_body(proc.url + "/", "SyntaxError")
+    assert status == 500 and f"{version}:1: SyntaxError" in body
+    _touch_write(version, 'VERSION = "again"\n')
+    assert _wait_for_body(proc.url + "/", "again") == (200, "hello from again")
+
+
+def test_ctrl_c_exits_cleanly(tmp_path, dev_server):
+    root = _copy_worker(tmp_path / "worker")
+    proc = dev_server(root / "wrangler.toml", "--persist-to", str(tmp_path / "state"))
+    assert (tmp_path / "state" / "dev.json").is_file()
+
+    async def hold_a_socket_and_interrupt():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(proc.url + "/ws") as ws:
+                await ws.send_str("x")
+                assert await ws.receive_str(timeout=5) == "echo: x"
+                code = await asyncio.to_thread(proc.interrupt)
+                msg = await ws.receive(timeout=5)
+                return code, msg
+
+    code, msg = asyncio.run(hold_a_socket_and_interrupt())
+    assert code == 0, proc.output
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert "Traceback" not in proc.output
+    assert "Shutting down" in proc.output
+    assert not (tmp_path / "state" / "dev.json").exists()
+
+
+def test_port_in_use_is_a_clear_error(server, tmp_path):
+    import subprocess
+
+    port = server.url.rsplit(":", 1)[1]
+    root = _copy_worker(tmp_path / "worker")
+    done = subprocess.run([*server.command, "dev", "--port", port, "--config", str(root), "--no-live-reload"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f"cfemu: cannot listen on 127.0.0.1:{port}" in done.stderr
