@@ -89,8 +89,8 @@ async def rt(tmp_path: Path):
         await runtime.close()
 
 
-@pytest_asyncio.fixture
-async def modules(tmp_path: Path):
+@pytest.fixture(scope="session")
+def modules():
     """The worker's modules (loaded the way the runtime loads them), for unit tests."""
     from cfemu.loader import load_worker
 
