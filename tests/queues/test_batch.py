@@ -1,0 +1,60 @@
+"""Unit tests of the acknowledgement rules of a batch (which call wins)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfemu.queues.batch import Decision, Message, MessageBatch, _Outcome
+
+
+def make(n: int = 3) -> MessageBatch:
+    outcome = _Outcome()
+    return MessageBatch("q", [Message(f"m{i}", 0, i, 1, outcome) for i in range(n)], outcome)
+
+
+def decide(batch: MessageBatch, failed: bool = False) -> list[Decision]:
+    return [batch._outcome.decide(m.id, failed) for m in batch.messages]
+
+
+ACK, RETRY = Decision(False), Decision(True)
+
+
+@pytest.mark.parametrize("failed, expected", [(False, ACK), (True, RETRY)])
+def test_no_calls_follow_the_handler_outcome(failed, expected):
+    assert decide(make(), failed) == [expected] * 3
+
+
+def test_first_call_on_a_message_wins():
+    b = make(2)
+    b.messages[0].ack()
+    b.messages[0].retry(delaySeconds=5)
+    b.messages[1].retry(delaySeconds=5)
+    b.messages[1].ack()
+    b.messages[1].retry(delaySeconds=9)
+    assert decide(b, failed=True) == [ACK, Decision(True, 5)]
+
+
+def test_message_calls_made_before_batch_calls_keep_their_effect():
+    b = make(3)
+    b.messages[0].ack()
+    b.messages[1].retry()
+    b.retryAll(delaySeconds=4)
+    assert decide(b) == [ACK, RETRY, Decision(True, 4)]
+    b = make(3)
+    b.messages[0].retry(delaySeconds=1)
+    b.ackAll()
+    assert decide(b, failed=True) == [Decision(True, 1), ACK, ACK]
+
+
+def test_calls_after_a_batch_call():
+    b = make(3)
+    b.retryAll(delaySeconds=4)
+    b.messages[0].ack()  # ignored (warning)
+    b.messages[1].retry(delaySeconds=8)  # its own delay, as workerd records it
+    b.ackAll()  # ignored (warning)
+    assert decide(b) == [Decision(True, 4), Decision(True, 8), Decision(True, 4)]
+    b = make(2)
+    b.ackAll()
+    b.messages[0].retry()  # ignored
+    b.retryAll()  # ignored
+    assert decide(b, failed=True) == [ACK, ACK]
