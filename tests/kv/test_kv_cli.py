@@ -1,0 +1,72 @@
+"""`cfemu kv key ...` against the state directory a runtime uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cfemu.cli import main
+from cfemu.testing import Runtime
+
+WORKER = """
+from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response(await self.env.KV.get("greeting") or "none")
+"""
+
+
+@pytest.fixture
+def config(tmp_path, write_worker):
+    return write_worker(tmp_path / "app", WORKER, '[[kv_namespaces]]\nbinding = "KV"\nid = "abc123"\n')
+
+
+def cli(config, *args, ok=True):
+    result = CliRunner().invoke(main, ["kv", "key", *args, "--config", str(config)])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_put_get_list_delete(config):
+    cli(config, "put", "greeting", "hello", "--binding", "KV", "--metadata", '{"by":"cli"}')
+    cli(config, "put", "temp", "x", "--binding", "KV", "--ttl", "3600")
+    assert cli(config, "get", "greeting", "--binding", "KV").stdout_bytes == b"hello"
+    got = json.loads(cli(config, "get", "greeting", "--binding", "KV", "--json").stdout)
+    assert got == {"key": "greeting", "value": "hello", "metadata": {"by": "cli"}, "expiration": None}
+    listed = json.loads(cli(config, "list", "--binding", "KV", "--json").stdout)
+    assert [k["name"] for k in listed] == ["greeting", "temp"]
+    assert listed[0]["metadata"] == {"by": "cli"} and "expiration" in listed[1]
+    human = cli(config, "list", "--binding", "KV").stdout
+    assert "greeting" in human and "expires" in human
+    # The worker sees what the CLI wrote: same state directory (.cfemu/state beside wrangler.toml).
+    async def worker_reads() -> str:
+        async with Runtime.from_config(config, persist_to=config.parent / ".cfemu" / "state") as rt:
+            return await (await rt.fetch("/")).text()
+
+    assert asyncio.run(worker_reads()) == "hello"
+    cli(config, "delete", "greeting", "--binding", "KV")
+    missing = cli(config, "get", "greeting", "--binding", "KV", ok=False)
+    assert missing.exit_code == 1 and "Value not found for key 'greeting'." in missing.output
+
+
+def test_put_from_a_file_and_by_namespace_id(config, tmp_path):
+    data = bytes(range(256))
+    (tmp_path / "blob.bin").write_bytes(data)
+    cli(config, "put", "blob", "--path", str(tmp_path / "blob.bin"), "--namespace-id", "abc123")
+    assert cli(config, "get", "blob", "--binding", "KV").stdout_bytes == data
+
+
+def test_errors_are_cloudflare_texts_and_usage_errors(config):
+    bad = cli(config, "put", "k", "v", "--binding", "KV", "--ttl", "10", ok=False)
+    assert bad.exit_code == 1
+    assert "KV PUT failed: 400 Invalid expiration_ttl of 10. Expiration TTL must be at least 60." in bad.output
+    unknown = cli(config, "list", "--binding", "NOPE", ok=False)
+    assert "no KV namespace is bound as 'NOPE'" in unknown.output and "bound: KV" in unknown.output
+    neither = cli(config, "list", ok=False)
+    assert neither.exit_code == 2 and "--binding or --namespace-id" in neither.output
