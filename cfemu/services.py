@@ -82,6 +82,8 @@ SERVICES: list[tuple[str, str]] = [
 def _enabled(config: WorkerConfig, attribute: str) -> bool:
     if attribute == "queues":
         return bool(config.queue_producers or config.queue_consumers)
+    if attribute == "durable_objects":
+        return bool(config.durable_objects or config.migrations)  # deletions apply with no binding left
     return bool(getattr(config, attribute))
 
 
