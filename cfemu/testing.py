@@ -30,6 +30,7 @@ from .websocket import WebSocket
 __all__ = ["Runtime", "SyncRuntime", "TestWebSocket", "WebSocketClosed"]
 
 BASE_URL = "http://localhost"
+LOCAL_CF = {"colo": "LOCAL", "country": "XX", "httpProtocol": "HTTP/1.1", "clientTcpRtt": 0, "asn": 0}
 
 
 class WebSocketClosed(Exception):
@@ -186,7 +187,8 @@ class Runtime:
             body = _json.dumps(json)
             headers = dict(headers or {})
             headers.setdefault("content-type", "application/json")
-        return Request(url, method=method, headers=headers, body=body)
+        # Incoming requests always carry `cf`, as they do under `cfemu dev` and on Cloudflare.
+        return Request(url, method=method, headers=headers, body=body, cf=dict(LOCAL_CF))
 
     async def fetch(self, path_or_url: str | Request = "/", *, method: str = "GET", headers: Any = None,
                     body: Any = None, json: Any = None) -> Response:

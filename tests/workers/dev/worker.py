@@ -9,7 +9,7 @@ crons = []
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         path = request.path.split("?")[0]
-        if request.headers.get("upgrade") == "websocket":
+        if path == "/ws" and request.headers.get("upgrade") == "websocket":
             return self.websocket()
         if path == "/":
             return Response(f"{self.env.GREETING} from {VERSION}")
