@@ -61,7 +61,13 @@ class QueueBroker:
         self._dispatch = dispatch
         self._spawn = spawn or asyncio.ensure_future
         self.log = logger or log
-        self._consumed = {c.queue: _Consumed(c) for c in consumers}
+        self._consumed = {}
+        for config in consumers:
+            if not 1 <= config.max_batch_size <= 100:
+                raise ValueError(f"queue {config.queue!r}: max_batch_size must be between 1 and 100")
+            if config.max_concurrency is not None and config.max_concurrency < 1:
+                raise ValueError(f"queue {config.queue!r}: max_concurrency must be at least 1")
+            self._consumed[config.queue] = _Consumed(config)
         self._tasks: set[asyncio.Future] = set()
         self._unconsumed_logged: set[str] = set()
         self._accepting = False  # deliveries may start
@@ -134,6 +140,8 @@ class QueueBroker:
                 self._unconsumed_logged.add(queue)
                 self.log.info("queue %r has no consumer in this worker; its messages are stored, not delivered", queue)
             return ids
+        if not self._accepting:
+            return ids  # start() indexes what the store holds
         for seq, row in zip(seqs, rows):
             self._index(state, seq, row[4], now)
         self._kick(queue)

@@ -40,12 +40,9 @@ class QueueService(Service):
             spawn=lambda work: host.spawn(work, name="queue batch"),
             logger=host.log.getChild("queues"),
         )
-        consumed = {c.queue for c in config.queue_consumers}
+        # A queue with no consumer here only stores its messages (the broker says so once, at the first send).
         for producer in config.queue_producers:
             self._bindings[producer.binding] = self.broker.producer(producer.queue, producer.delivery_delay)
-            if producer.queue not in consumed:
-                host.log.info("queue %r (binding %s) has no consumer in this worker: messages are stored only",
-                              producer.queue, producer.binding)
         await self.broker.start()
 
     def bindings(self) -> dict[str, Any]:

@@ -376,15 +376,15 @@ async def test_unlimited_concurrency_delivers_full_batches_in_parallel(make_runt
 
 
 async def test_queue_without_consumer_only_stores(make_runtime, caplog):
-    with caplog.at_level(logging.INFO, logger="cfemu"):
-        h = await make_runtime("""
+    h = await make_runtime("""
 [[queues.producers]]
 binding = "OUT"
 queue = "elsewhere"
 """)
-    await h.rt.env.OUT.send({"x": 1})
-    await h.rt.env.OUT.send({"x": 2})
-    await h.rt.advance(100)
+    with caplog.at_level(logging.INFO, logger="cfemu"):
+        await h.rt.env.OUT.send({"x": 1})
+        await h.rt.env.OUT.send({"x": 2})
+        await h.rt.advance(100)
     assert h.worker.deliveries == []
     assert [m.body for m in h.service.messages("elsewhere")] == [{"x": 1}, {"x": 2}]
     assert caplog.text.count("has no consumer in this worker") == 1
