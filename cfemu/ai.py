@@ -55,7 +55,7 @@ INPUT_ONE_OF = ("5006: Error: oneOf at '/' not met, 0 matches: required properti
 INPUT_REQUIRED = "5006: Error: required properties at '/' are '{name}'"
 INPUT_TYPE = "5006: Error: must be {type} at '{path}'"
 TASK_NOT_EMULATED = ("cfemu emulates the text generation and text embeddings tasks of Workers AI only; "
-                     "{model} is a {task} model")
+                     "{model} is a model for {task}")
 
 _MODEL = re.compile(r"^@(cf|hf)/[A-Za-z0-9_.-]+/[A-Za-z0-9_.:-]+$")
 # Name fragments of Workers AI models whose task is neither text generation nor embeddings.
