@@ -45,7 +45,7 @@ class Assets:
             return found, None
         exact = self._file(rel)
         if exact is not None:
-            if rel.endswith("/index.html"):
+            if rel == "index.html" or rel.endswith("/index.html"):
                 return None, "/" + rel[: -len("index.html")]
             if rel.endswith(".html"):
                 return None, "/" + rel[: -len(".html")]
