@@ -1,0 +1,163 @@
+"""The `AnalyticsEngineDataset` binding: `writeDataPoint()` validated like production."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .. import context
+from ..errors import JsException, JsTypeError
+from . import errors as E
+
+__all__ = ["AnalyticsEngineDataset", "validate_point", "InvocationCounter", "current_invocation"]
+
+_BLOB_TYPES = (str, bytes, bytearray, memoryview)
+
+
+def _as_list(point: dict, field: str) -> list:
+    value = point.get(field)
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        value = list(value)  # the SDK would reject tuples on the way to JS; a local convenience
+    if not isinstance(value, list):
+        raise JsTypeError(E.NOT_A_LIST.format(field=field, type=type(value).__name__))
+    return value
+
+
+def _blob_bytes(value: Any, field: str, i: int) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, _BLOB_TYPES):
+        return bytes(value)
+    raise JsTypeError(E.BAD_BLOB.format(field=field, i=i, type=type(value).__name__))
+
+
+def validate_point(point: Any) -> tuple[str, list[str], list[float]]:
+    """Check a data point in workerd's order (indexes, blobs, doubles); return (index1, blobs, doubles)."""
+    if point is None:
+        return "", [], []
+    if not isinstance(point, dict):
+        raise JsTypeError(E.NOT_A_DICT)
+    for field in point:
+        if field not in ("blobs", "doubles", "indexes"):
+            raise JsTypeError(E.UNKNOWN_FIELD.format(field=field))
+    indexes = _as_list(point, "indexes")
+    if len(indexes) > E.MAX_INDEXES:
+        raise JsTypeError(E.TOO_MANY_INDEXES)
+    index1 = ""
+    if indexes:
+        raw = _blob_bytes(indexes[0], "indexes", 0)
+        if raw is not None:
+            if len(raw) > E.MAX_INDEX_BYTES:
+                raise JsTypeError(E.INDEX_TOO_BIG)
+            index1 = raw.decode("utf-8", "replace")
+    blobs_in = _as_list(point, "blobs")
+    if len(blobs_in) > E.MAX_BLOBS:
+        raise JsTypeError(E.TOO_MANY_BLOBS)
+    blobs: list[str] = []
+    total = 0
+    for i, value in enumerate(blobs_in):
+        raw = _blob_bytes(value, "blobs", i)
+        if raw is None:
+            blobs.append("")  # the columns are not nullable: a missing blob reads as ''
+            continue
+        total += len(raw)
+        if total > E.MAX_BLOB_BYTES:
+            raise JsTypeError(E.BLOBS_TOO_BIG)
+        # ClickHouse strings hold any bytes; DuckDB's VARCHAR needs UTF-8, so invalid bytes become U+FFFD.
+        blobs.append(value if isinstance(value, str) else raw.decode("utf-8", "replace"))
+    doubles_in = _as_list(point, "doubles")
+    if len(doubles_in) > E.MAX_DOUBLES:
+        raise JsTypeError(E.TOO_MANY_DOUBLES)
+    doubles: list[float] = []
+    for i, value in enumerate(doubles_in):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise JsTypeError(E.BAD_DOUBLE.format(i=i, type=type(value).__name__))
+        try:
+            doubles.append(float(value))
+        except OverflowError:  # an int beyond a double's range becomes ±Infinity, as Number(n) would
+            doubles.append(math.copysign(math.inf, value))
+    return index1, blobs, doubles
+
+
+# -- the per-invocation limit ------------------------------------------------------------------------
+
+_dispatch_codes: set[Any] | None = None
+
+
+def _dispatch_frames() -> set[Any]:
+    global _dispatch_codes
+    if _dispatch_codes is None:
+        from ..runtime import Runtime
+
+        _dispatch_codes = {Runtime._fetch.__code__, Runtime.dispatch_scheduled.__code__,
+                           Runtime.dispatch_queue.__code__}
+    return _dispatch_codes
+
+
+def current_invocation() -> Any:
+    """An object identifying the event being handled, or None outside any event.
+
+    Uses `cfemu.context.current_invocation()` when the runtime provides it; otherwise finds the
+    runtime's dispatch coroutine (fetch/scheduled/queue) on the call stack: worker code awaited by a
+    dispatch runs with that coroutine's frame below it.  Work spawned with `waitUntil` runs in its own
+    task, so it is not counted (production counts it with the invocation that started it).
+    """
+    hook: Callable[[], Any] | None = getattr(context, "current_invocation", None)
+    if hook is not None:
+        return hook()
+    codes = _dispatch_frames()
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code in codes:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+class InvocationCounter:
+    """Points written per invocation; remembers the most recent invocations only."""
+
+    _KEEP = 256
+
+    def __init__(self) -> None:
+        # Values keep the key object alive so that its id() is not reused while it is remembered.
+        self._counts: OrderedDict[int, list[Any]] = OrderedDict()
+
+    def add(self, key: Any) -> int:
+        entry = self._counts.get(id(key))
+        if entry is None or entry[0] is not key:
+            entry = [key, 0]
+            self._counts[id(key)] = entry
+            if len(self._counts) > self._KEEP:
+                self._counts.popitem(last=False)
+        entry[1] += 1
+        return entry[1]
+
+
+class AnalyticsEngineDataset:
+    """`env.<BINDING>` for `[[analytics_engine_datasets]]`; mirrors `AnalyticsEngineDataset.writeDataPoint`.
+
+    Unlike production, calls made outside any event (e.g. straight from a test) are not limited.
+    """
+
+    def __init__(self, service: Any, dataset: str) -> None:
+        self._service = service
+        self._dataset = dataset
+
+    def writeDataPoint(self, point: dict | None = None) -> None:
+        """Validate and buffer one data point (returns nothing, as in JS)."""
+        invocation = current_invocation()
+        if invocation is not None and self._service.count_invocation(invocation) > E.MAX_POINTS_PER_INVOCATION:
+            raise JsException(E.WRITE_LIMIT_EXCEEDED)
+        index1, blobs, doubles = validate_point(point)
+        self._service.append(self._dataset, index1, blobs, doubles)
+
+    def __repr__(self) -> str:
+        return f"AnalyticsEngineDataset({self._dataset!r})"
