@@ -171,6 +171,8 @@ class KVNamespace:
         return entry
 
     def _get_options(self, options: Any, type_: str | None, cache_ttl: Any, method: str) -> tuple[str, int | None]:
+        if options is None and cache_ttl is None and type_ is None:
+            return "text", None  # the common call, kept cheap
         opts = _options(options, {"type": type_, "cacheTtl": cache_ttl}, method, type_string=True)
         type_ = opts.get("type") or "text"
         if not isinstance(type_, str):
