@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from client import api, drain, frames_until, login, room, say
+from messenger_client import api, drain, frames_until, login, room, say
 from conftest import needs
 
 pytestmark = needs("durable_objects")
