@@ -16,7 +16,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,8 @@ class QueueBroker:
         ]
 
     def stats(self) -> list[QueueCounts]:
-        """Per-queue depth and lifetime counters (acked, retried, dead_lettered, dropped)."""
-        return self.store.counts(self.clock.now(), self._consumed)
+        """Per queue: depth, delayed, in flight and lifetime counters (acked, retried, dead_lettered, dropped)."""
+        return [replace(c, in_flight=self.in_flight(c.queue)) for c in self.store.counts(self.clock.now(), self._consumed)]
 
     def purge(self, queue: str) -> int:
         """Delete every stored message of `queue` that is not in flight; returns how many."""

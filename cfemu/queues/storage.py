@@ -65,6 +65,7 @@ class QueueCounts:
     retried: int
     dead_lettered: int
     dropped: int
+    in_flight: int = 0  # known only to a running broker; 0 when read from the file
 
 
 class QueueStore:

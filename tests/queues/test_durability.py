@@ -63,6 +63,8 @@ async def test_crash_while_handler_runs_redelivers(make_runtime):
     await h.rt.env.Q.sendBatch([{"body": "a"}, {"body": "b"}])
     await h.rt.advance(1)
     assert started.is_set() and h.service.in_flight("jobs") == 2
+    (jobs,) = [c for c in h.service.stats() if c.queue == "jobs"]
+    assert (jobs.depth, jobs.in_flight) == (2, 2)
     await h.restart_after_crash()
     h.worker.behaviour = None
     await h.rt.advance(1)
@@ -138,7 +140,7 @@ _OPS = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(_OPS, min_size=1, max_size=12), plans=st.lists(st.lists(_ACTIONS, max_size=4), min_size=1, max_size=8))
 def test_at_least_once_under_random_failures_and_crashes(ops, plans):
     with tempfile.TemporaryDirectory() as tmp:
