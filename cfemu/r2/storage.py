@@ -97,8 +97,9 @@ class Blob:
 class R2Storage:
     """One bucket's files and metadata; `fault` lets tests stop a write between its steps."""
 
-    def __init__(self, root: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, root: str | Path, *, synchronous: str = "NORMAL", fsync: bool = True) -> None:
         self.root = Path(root)
+        self._fsync = fsync  # False only for throwaway buckets (tests); bodies then skip fsync
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -148,12 +149,14 @@ class R2Storage:
                     for h in hashes.values():
                         h.update(chunk)
                 f.flush()
-                os.fsync(f.fileno())
+                if self._fsync:
+                    os.fsync(f.fileno())
             self._step("written")
             final = self.blob_path(blob_id)
             final.parent.mkdir(exist_ok=True)
             os.replace(temp, final)
-            _fsync_dir(final.parent)
+            if self._fsync:
+                _fsync_dir(final.parent)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
