@@ -1,0 +1,49 @@
+"""The README's promises: its 30-second worker and test pass as written; its run command serves quickly."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def _block_after(text: str, label: str) -> str:
+    """The fenced code block that follows the line naming `label` (e.g. "`worker.py`")."""
+    match = re.search(re.escape(label) + r"[^\n]*\n(?:[^\n]*\n)*?```\w*\n(.*?)```", text, re.S)
+    assert match, f"README has no code block after {label}"
+    return match.group(1)
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md not written yet")
+def test_the_readme_example_passes(tmp_path):
+    text = README.read_text()
+    (tmp_path / "worker.py").write_text(_block_after(text, "`worker.py`:"))
+    (tmp_path / "wrangler.toml").write_text(_block_after(text, "`wrangler.toml`:"))
+    (tmp_path / "test_worker.py").write_text(_block_after(text, "`test_worker.py`"))
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_worker.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+@pytest.mark.skipif(not (ROOT / "wrangler.toml").exists(), reason="no top-level wrangler.toml yet")
+def test_the_run_command_serves_the_top_level_worker_quickly(tmp_path, dev_server):
+    launched = time.perf_counter()
+    proc = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload")
+    try:
+        status = urllib.request.urlopen(proc.url + "/", timeout=10).status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    elapsed = time.perf_counter() - launched
+    assert status < 500, proc.output
+    assert elapsed < 2.0, f"first response after {elapsed:.2f}s"
