@@ -153,7 +153,9 @@ class StorageEngine:
         db = apsw.Connection(str(self.path))
         try:
             db.set_busy_timeout(5000)
-            db.execute(f"PRAGMA journal_mode=WAL; PRAGMA synchronous={level}")
+            # Each PRAGMA returns a row; drain them, or apsw stops before the next statement.
+            db.execute("PRAGMA journal_mode=WAL").fetchall()
+            db.execute(f"PRAGMA synchronous={level}").fetchall()
             db.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             for which, value in _LIMITS.items():
                 db.limit(which, value)
