@@ -51,7 +51,13 @@ class KVService(Service):
     def location(self, binding: str, name: str, *, delay: float = 60.0) -> KVNamespace:
         """A view of `env.<binding>` from another location: it sees writes made elsewhere `delay`
         seconds late and serves what it read for the read's cacheTtl (see `KVNamespace.location`)."""
-        return self.namespace(binding).location(name, delay=delay)
+        primary = self.namespace(binding)
+        view = primary.location(name, delay=delay)
+        # Every binding over the same namespace id is the same (primary) location.
+        for other in self._namespaces.values():
+            if other._store is primary._store:
+                other._propagation = primary._propagation
+        return view
 
     async def close(self) -> None:
         now = self.host.clock.now()

@@ -221,3 +221,14 @@ async def test_base_url_from_dev_vars(tmp_path, write_worker, fake_server, monke
                           files={".dev.vars": f"CFEMU_AI_BASE_URL={fake_server['url']}\n"})
     async with Runtime.from_config(config) as rt:
         assert (await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "dv"}))["response"] == "echo: dv"
+
+
+async def test_offline_responder_says_so_in_the_log(config, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        async with Runtime.from_config(config) as rt:
+            await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "a"})
+            await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "b"})
+    warnings = [r.getMessage() for r in caplog.records if "offline AI responder" in r.getMessage()]
+    assert len(warnings) == 1 and "CFEMU_AI_BASE_URL" in warnings[0]

@@ -267,3 +267,42 @@ async def test_standalone_namespace(tmp_path):
     clock.set(START + 300)
     assert await ns.get("token") is None
     ns.close()
+
+
+def test_a_confirmed_put_survives_kill_9(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "ns.sqlite"
+    script = textwrap.dedent(f"""
+        import asyncio, sys, time
+        from cfemu.kv import KVNamespace
+
+        async def main():
+            kv = KVNamespace.open({str(path)!r})
+            for i in range(50):
+                await kv.put(f"k{{i}}", "v" * 1000)
+            print("confirmed", flush=True)
+            time.sleep(60)
+
+        asyncio.run(main())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "confirmed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    from cfemu.kv import KVNamespace
+
+    kv = KVNamespace.open(path)
+    try:
+        import asyncio
+
+        assert asyncio.run(kv.get("k49")) == "v" * 1000
+        assert len(asyncio.run(kv.list())["keys"]) == 50
+    finally:
+        kv.close()

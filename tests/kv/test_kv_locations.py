@@ -101,3 +101,21 @@ async def test_ttl_still_applies_in_a_view(rt):
     assert await remote.get("k", cacheTtl=600) == "v"
     await rt.advance(30)
     assert await remote.get("k") is None  # the cached copy expired with the key
+
+
+async def test_every_binding_of_the_namespace_is_the_primary_location(tmp_path, write_worker):
+    config = write_worker(tmp_path / "two", WORKER, """
+[[kv_namespaces]]
+binding = "KV"
+id = "ns"
+
+[[kv_namespaces]]
+binding = "ALIAS"
+id = "ns"
+""")
+    async with Runtime.from_config(config, start=START) as rt:
+        remote = rt.service("kv").location("KV", "sydney")
+        await remote.put("k", "from sydney")
+        assert await rt.env.ALIAS.get("k") is None
+        await rt.advance(60)
+        assert await rt.env.ALIAS.get("k") == "from sydney"

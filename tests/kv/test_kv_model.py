@@ -117,4 +117,4 @@ class KVMachine(RuleBasedStateMachine):
 
 
 TestKVModel = KVMachine.TestCase
-TestKVModel.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+TestKVModel.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
