@@ -68,7 +68,7 @@ class PresenceRoom(SocketHost):
         entry = await self._entry(uid, online, profile=profile)
         self._broadcast({"type": "presence", "user": entry}, skip=skip)
         own = await self._entry(uid, online, to_self=True, profile=profile)
-        self._broadcast({"type": "presence", "user": own}, only_user=uid)
+        self._broadcast({"type": "presence", "user": own}, only_user=uid, skip=skip)
         await self._mirror(uid, entry)
 
     async def _mirror(self, uid: str, entry: dict) -> None:
