@@ -167,3 +167,35 @@ def list_(config_path: str, env: str | None, persist_to: str | None, binding: st
         if "metadata" in item:
             parts.append("metadata " + json.dumps(item["metadata"], ensure_ascii=False))
         click.echo("  ".join(parts))
+
+
+@kv.group(help="The namespaces of the config.")
+def namespace() -> None:
+    pass
+
+
+@namespace.command("list", help="List the KV namespaces bound in the config, with their local key counts.")
+@state_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {binding, id, keys}.")
+def namespace_list(config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
+    from .kv import KVStore, namespace_path
+
+    config, state = open_state(config_path, env, persist_to)
+    rows = []
+    for ns in config.kv_namespaces:
+        path = namespace_path(state, ns.id)
+        count = 0
+        if path.is_file():
+            store = KVStore(path)
+            try:
+                count = store.count()
+            finally:
+                store.close()
+        rows.append({"binding": ns.binding, "id": ns.id, "keys": count})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo(f"(no [[kv_namespaces]] in {config.path})", err=True)
+    for row in rows:
+        click.echo(f"{row['binding']}  id={row['id']}  {row['keys']} key(s) stored")

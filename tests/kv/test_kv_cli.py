@@ -70,3 +70,11 @@ def test_errors_are_cloudflare_texts_and_usage_errors(config):
     assert "no KV namespace is bound as 'NOPE'" in unknown.output and "bound: KV" in unknown.output
     neither = cli(config, "list", ok=False)
     assert neither.exit_code == 2 and "--binding or --namespace-id" in neither.output
+
+
+def test_namespace_list(config):
+    cli_ns = lambda *a: CliRunner().invoke(main, ["kv", "namespace", "list", *a, "--config", str(config)])  # noqa: E731
+    assert json.loads(cli_ns("--json").stdout) == [{"binding": "KV", "id": "abc123", "keys": 0}]
+    cli(config, "put", "a", "1", "--binding", "KV")
+    assert json.loads(cli_ns("--json").stdout) == [{"binding": "KV", "id": "abc123", "keys": 1}]
+    assert "KV  id=abc123  1 key(s) stored" in cli_ns().stdout
