@@ -78,14 +78,10 @@ class QueueBroker:
     async def start(self) -> None:
         """Index what the store holds (a restart redelivers it) and schedule due deliveries."""
         now = self.clock.now()
-        for row in self.store.pending():
-            state = self._consumed.get(row.queue)
-            if state is None:
-                continue
-            if row.visible_at <= now:
-                state.ready.append(row.seq)
-            else:
-                heapq.heappush(state.delayed, (row.visible_at, row.seq))
+        for seq, queue, visible_at in self.store.index():
+            state = self._consumed.get(queue)
+            if state is not None:
+                self._index(state, seq, visible_at, now)
         self._accepting = True
         for name in self._consumed:
             self._kick(name)

@@ -182,6 +182,10 @@ class QueueStore:
         sql += " ORDER BY visible_at, seq"
         return [StoredMessage(*row) for row in self._db.execute(sql, args)]
 
+    def index(self) -> list[tuple[int, str, float]]:
+        """(seq, queue, visible_at) of every stored message in delivery order: what a starting broker needs."""
+        return self._db.execute("SELECT seq, queue, visible_at FROM messages ORDER BY visible_at, seq").fetchall()
+
     def depth(self, queue: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (queue,)).fetchone()[0]
 
