@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import pytest
-
 
 def consumer_toml(**settings) -> str:
     lines = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in settings.items())
