@@ -125,6 +125,7 @@ class WebSocket:
             return
         self._close_sent = True
         self.readyState = CLOSED
+        self._send_gate = None  # a dropped connection does not wait for (or die with) the output gate
         self._transmit("close", (code, reason))
 
     def serializeAttachment(self, value: Any) -> None:

@@ -75,3 +75,28 @@ async def test_close_code_and_reason_validation():
     with pytest.raises(TypeError):
         server.close(1000, "x" * 124)
     server.close(1000, "x" * 123)
+
+
+async def test_standard_socket_sends_wait_for_commit_and_die_with_a_failed_one(cfemu_runtime):
+    rt = cfemu_runtime
+    ws = await rt.websocket("/std/ws?std=1")
+    await ws.send("a")
+    assert await ws.receive() == "a#1"
+    rt.fail_next_storage_write("STORE", "std")
+    await ws.send("b")
+    with pytest.raises(WebSocketClosed) as info:
+        await ws.receive()
+    assert info.value.code == 1011  # the object reset; the send it held back was discarded
+    assert rt.storage("STORE", "std").get("std") == 1
+
+
+async def test_standard_socket_keeps_the_object_in_memory(cfemu_runtime):
+    rt = cfemu_runtime
+    ws = await rt.websocket("/std2/ws?std=1")
+    await ws.send("a")
+    assert await ws.receive() == "a#1"
+    count = constructed(rt)
+    await rt.advance(300)
+    await ws.send("b")
+    assert await ws.receive() == "b#2"
+    assert constructed(rt) == count

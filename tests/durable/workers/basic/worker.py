@@ -96,6 +96,17 @@ class Store(DurableObject):
             raise RuntimeError("alarm failure")
 
     async def fetch(self, request):
+        if request.headers.get("upgrade") == "websocket" and "std" in request.url:
+            # The standard API: the object stays in memory while the socket is open.
+            client, server = WebSocketPair.new().object_values()
+            server.accept()
+
+            async def on_message(event):
+                n = await self.incr("std")
+                server.send(f"{event.data}#{n}")
+
+            server.addEventListener("message", on_message)
+            return Response(None, status=101, web_socket=client)
         if request.headers.get("upgrade") == "websocket":
             client, server = WebSocketPair.new().object_values()
             tag = request.url.rsplit("tag=", 1)[-1] if "tag=" in request.url else "all"
