@@ -201,6 +201,7 @@ class QueueBroker:
 
     async def _deliver(self, queue: str, state: _Consumed, seqs: list[int]) -> None:
         config = state.config
+        settled = False
         try:
             rows = self.store.start_delivery(seqs)
             # A message whose earlier delivery was cut short by a crash already used that attempt;
@@ -210,6 +211,7 @@ class QueueBroker:
             if exhausted:
                 self._settle(queue, state, [(r, True, None) for r in exhausted])
             if not rows:
+                settled = True
                 return
             outcome = _Outcome()
             messages = [
@@ -225,10 +227,17 @@ class QueueBroker:
                 return
             decisions = [outcome.decide(r.id, failed) for r in rows]
             self._settle(queue, state, [(r, d.retry, d.delay) for r, d in zip(rows, decisions)])
+            settled = True
         finally:
             state.running -= 1
             state.in_flight.difference_update(seqs)
             if not self._dead:
+                if not settled:
+                    # The store failed mid-way (the error reaches the runtime's log): whatever is
+                    # still stored is delivered again rather than forgotten until a restart.
+                    now = self.clock.now()
+                    for seq, visible_at in self.store.visible_at(seqs):
+                        self._index(state, seq, visible_at, now)
                 self._kick(queue)
 
     def _settle(self, queue: str, state: _Consumed, results: list[tuple[StoredMessage, bool, int | None]]) -> None:
@@ -245,11 +254,11 @@ class QueueBroker:
             elif config.dead_letter_queue:
                 dead.append((row.seq, config.dead_letter_queue, now))
                 self.log.warning('Moving message "%s" of queue "%s" to dead letter queue "%s" after %d failed attempts',
-                                 row.id, queue, config.dead_letter_queue, row.attempts)
+                                 row.id, queue, config.dead_letter_queue, min(row.attempts, config.max_retries + 1))
             else:
                 dropped.append(row.seq)
                 self.log.warning('Dropped message "%s" of queue "%s" after %d failed attempts (no dead letter queue)',
-                                 row.id, queue, row.attempts)
+                                 row.id, queue, min(row.attempts, config.max_retries + 1))
         self.store.settle(queue, acked=acked, retried=retried, dead_lettered=dead, dropped=dropped)
         self.log.info("QUEUE %s %d/%d acked", queue, len(acked), len(results))
         for seq, visible_at in retried:

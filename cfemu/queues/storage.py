@@ -186,6 +186,12 @@ class QueueStore:
         """(seq, queue, visible_at) of every stored message in delivery order: what a starting broker needs."""
         return self._db.execute("SELECT seq, queue, visible_at FROM messages ORDER BY visible_at, seq").fetchall()
 
+    def visible_at(self, seqs: Sequence[int]) -> list[tuple[int, float]]:
+        """(seq, visible_at) of those of `seqs` still stored."""
+        marks = ",".join("?" * len(seqs))
+        return self._db.execute(
+            f"SELECT seq, visible_at FROM messages WHERE seq IN ({marks}) ORDER BY seq", tuple(seqs)).fetchall()
+
     def depth(self, queue: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (queue,)).fetchone()[0]
 

@@ -206,3 +206,24 @@ async def _scenario(tmp: Path, ops, plans) -> None:
     assert h.service.pending("dlq") == 0
     assert set(sent) <= done, f"lost: {sorted(set(sent) - done)}"
     await h.close()
+
+
+async def test_a_failing_store_write_redelivers_instead_of_forgetting(make_runtime, monkeypatch):
+    h = await make_runtime(TOML)
+    store = h.service.broker.store
+    real_settle = store.settle
+    failures = []
+
+    def flaky_settle(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return real_settle(*args, **kwargs)
+
+    monkeypatch.setattr(store, "settle", flaky_settle)
+    await h.rt.env.Q.send("m")
+    await h.rt.advance(1)
+    assert failures and h.service.pending("jobs") == 1
+    await h.rt.advance(1)
+    assert _bodies(h) == [("m", 1), ("m", 2)]
+    assert h.service.pending("jobs") == 0
