@@ -15,8 +15,7 @@ prepared, not when a cached one is reused).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,14 +153,13 @@ class StorageEngine:
         try:
             db.set_busy_timeout(5000)
             # Each PRAGMA returns a row; drain them, or apsw stops before the next statement.
-            db.execute("PRAGMA journal_mode=WAL").fetchall()
-            db.execute(f"PRAGMA synchronous={level}").fetchall()
+            db.execute(_NONCE + "PRAGMA journal_mode=WAL").fetchall()
+            db.execute(_NONCE + f"PRAGMA synchronous={level}").fetchall()
             db.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             for which, value in _LIMITS.items():
                 db.limit(which, value)
             db.authorizer = self._authorize
-            with db:
-                db.execute(_SCHEMA)
+            db.execute(_NONCE + _SCHEMA).fetchall()
         except BaseException:
             db.close(True)
             raise
@@ -323,38 +321,35 @@ class StorageEngine:
         """Delete every KV pair (and, for SQLite-backed classes, every user table); returns the KV count."""
         self.begin_write()
         count = self.kv_count()
-        with self.trusted():
-            db = self._db
-            db.execute("DELETE FROM _cf_KV")
-            if delete_alarm:
-                db.execute(_SQL_ALARM_DELETE)
-            if drop_sql:
-                self._drop_user_schema()
+        run = self.execute_trusted
+        run("DELETE FROM _cf_KV")
+        if delete_alarm:
+            run("DELETE FROM _cf_METADATA WHERE key = 'alarm'")
+        if drop_sql:
+            self._drop_user_schema()
         return count
 
     def _drop_user_schema(self) -> None:
-        db = self._db
+        run = self.execute_trusted
         # Deferring foreign keys lets parents drop before children; nothing is left to violate.
-        db.execute("PRAGMA defer_foreign_keys = ON")
-        objects = db.execute(
+        run("PRAGMA defer_foreign_keys = ON")
+        objects = run(
             "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
             "AND lower(name) NOT LIKE '\\_cf\\_%' ESCAPE '\\'"
-        ).fetchall()
+        )
         quoted = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
         for kind in ("trigger", "view"):
             for type_, name, _sql in objects:
                 if type_ == kind:
-                    db.execute(f"DROP {kind.upper()} IF EXISTS {quoted(name)}")
+                    run(f"DROP {kind.upper()} IF EXISTS {quoted(name)}")
         # Virtual tables first: dropping one removes its shadow tables.
         tables = [(n, s or "") for t, n, s in objects if t == "table"]
         tables.sort(key=lambda ns: not ns[1].upper().startswith("CREATE VIRTUAL"))
         for name, _sql in tables:
-            db.execute(f"DROP TABLE IF EXISTS {quoted(name)}")
-        if db.table_exists("main", "sqlite_sequence"):
-            db.execute("DELETE FROM sqlite_sequence")
-        for stat in ("sqlite_stat1", "sqlite_stat4"):
-            if db.table_exists("main", stat):
-                db.execute(f"DELETE FROM {stat}")
+            run(f"DROP TABLE IF EXISTS {quoted(name)}")
+        for internal in ("sqlite_sequence", "sqlite_stat1", "sqlite_stat4"):
+            if self._db.table_exists("main", internal):
+                run(f"DELETE FROM {internal}")
 
     # --- alarm ---------------------------------------------------------------------------------
 
@@ -371,11 +366,14 @@ class StorageEngine:
     def set_alarm(self, ms: int | None) -> None:
         """Store (or with None, delete) the alarm as part of the implicit transaction."""
         self.begin_write()
-        with self.trusted():
+        self._trusted = True
+        try:
             if ms is None:
                 self._db.execute(_SQL_ALARM_DELETE)
             else:
                 self._db.execute(_SQL_ALARM_SET, (int(ms),))
+        finally:
+            self._trusted = False
 
     # --- misc ----------------------------------------------------------------------------------
 
@@ -407,19 +405,24 @@ class StorageEngine:
             db, self._db = self._db, _Closed()
             db.close(True)
 
-    @contextmanager
-    def trusted(self) -> Iterator[None]:
-        """Run cfemu's own statements without the user-SQL authorizer rules."""
+    def execute_trusted(self, sql: str, bindings: Any = None) -> list[tuple]:
+        """Run one of cfemu's own statements past the user-SQL authorizer; returns every row.
+
+        Use this (not the raw connection) for internal SQL: the statement text gets the
+        per-process nonce, so a user statement can never reuse its cached, already-authorized
+        prepared form.  Does not open the implicit transaction; call `begin_write()` first for
+        writes that must commit with the object's turn.
+        """
         previous, self._trusted = self._trusted, True
         try:
-            yield
+            return self._db.execute(_NONCE + sql, bindings).fetchall()
         finally:
             self._trusted = previous
 
     def _run(self, sql: str) -> None:
         previous, self._trusted = self._trusted, True
         try:
-            self._db.execute(sql)
+            self._db.execute(_NONCE + sql)
         finally:
             self._trusted = previous
 

@@ -47,15 +47,13 @@ def test_creates_directories_wal_and_synchronous(path, dirty):
     eng = StorageEngine(path, on_dirty=dirty, synchronous="FULL")
     try:
         assert path.exists()
-        with eng.trusted():
-            assert eng.connection.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
-            assert eng.connection.execute("PRAGMA synchronous").fetchall() == [(2,)]
+        assert eng.execute_trusted("PRAGMA journal_mode") == [("wal",)]
+        assert eng.execute_trusted("PRAGMA synchronous") == [(2,)]
     finally:
         eng.close()
     eng = StorageEngine(path, on_dirty=dirty)
     try:
-        with eng.trusted():
-            assert eng.connection.execute("PRAGMA synchronous").fetchall() == [(1,)]
+        assert eng.execute_trusted("PRAGMA synchronous") == [(1,)]
     finally:
         eng.close()
     with pytest.raises(ValueError):
@@ -234,5 +232,13 @@ def test_user_statements_cannot_reuse_cached_internal_statements(engine):
     # The same SQL text without cfemu's nonce: prepared afresh, so the authorizer sees it.
     with pytest.raises(apsw.AuthError):
         db.execute("SELECT value FROM _cf_KV WHERE key = ?", ("secret",)).fetchall()
-    with engine.trusted():
-        assert db.execute("SELECT count(*) FROM _cf_KV").fetchall() == [(1,)]
+    assert engine.execute_trusted("SELECT count(*) FROM _cf_KV") == [(1,)]
+    # Internal transaction control is cached too, but never under the text a user can type.
+    engine.commit()
+    engine.kv_put("x", b"1")
+    with pytest.raises(JsException):
+        db.execute("COMMIT")
+    with pytest.raises(JsException):
+        db.execute("ROLLBACK")
+    with pytest.raises(apsw.AuthError):
+        db.execute("PRAGMA journal_mode=WAL")
