@@ -1,0 +1,94 @@
+// HTTP API client: the JSON envelope, the session (tokens), and refresh before expiry.
+
+const STORE = "cfm.session";
+const REFRESH_MARGIN_MS = 60_000;
+
+export class ApiError extends Error {
+  constructor(code, message, status) { super(message); this.code = code; this.status = status; }
+}
+
+function lifetimeMs(token) {
+  // The JWT's own exp - iat: independent of any clock skew between browser and server.
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return (payload.exp - payload.iat) * 1000;
+  } catch { return 20 * 60 * 1000; }
+}
+
+export class Session extends EventTarget {
+  constructor() {
+    super();
+    this.data = JSON.parse(localStorage.getItem(STORE) || "null");
+    this.timer = null;
+    this.refreshing = null;
+  }
+  get token() { return this.data && this.data.accessToken; }
+  get user() { return this.data && this.data.user; }
+  get signedIn() { return !!this.data; }
+
+  save(data) {
+    data.receivedAt = Date.now();
+    this.data = data;
+    localStorage.setItem(STORE, JSON.stringify(data));
+    this.schedule();
+    this.dispatchEvent(new CustomEvent("token", { detail: data.accessToken }));
+  }
+  clear() {
+    clearTimeout(this.timer);
+    this.data = null;
+    localStorage.removeItem(STORE);
+  }
+  schedule() {
+    clearTimeout(this.timer);
+    if (!this.data) return;
+    const due = this.data.receivedAt + lifetimeMs(this.data.accessToken) - REFRESH_MARGIN_MS - Date.now();
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), Math.max(0, due));
+  }
+  expired(reason) {
+    this.clear();
+    this.dispatchEvent(new CustomEvent("expired", { detail: reason }));
+  }
+
+  async refresh() {
+    if (this.refreshing) return this.refreshing;
+    this.refreshing = (async () => {
+      try {
+        const data = await call("POST", "/api/auth/refresh", { refreshToken: this.data.refreshToken });
+        this.save(data);
+        return data.accessToken;
+      } catch (e) {
+        if (e.status === 401) this.expired("Your session has expired. Please sign in again.");
+        else setTimeout(() => this.refresh().catch(() => {}), 5000); // network trouble: try again soon
+        throw e;
+      } finally { this.refreshing = null; }
+    })();
+    return this.refreshing;
+  }
+
+  async api(method, path, body) {
+    try {
+      return await call(method, path, body, this.token);
+    } catch (e) {
+      if (e.code === "auth_expired" && this.data) {
+        await this.refresh();
+        return call(method, path, body, this.token);
+      }
+      if (e.code === "session_revoked") this.expired("This session was signed out.");
+      throw e;
+    }
+  }
+}
+
+export async function call(method, path, body, token) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token) headers["authorization"] = `Bearer ${token}`;
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) { throw new ApiError("network", "The server cannot be reached.", 0); }
+  let env;
+  try { env = await resp.json(); } catch { throw new ApiError("internal", `HTTP ${resp.status}`, resp.status); }
+  if (!env.ok) throw new ApiError(env.error.code, env.error.message, resp.status);
+  return env.data;
+}
