@@ -134,7 +134,7 @@ def execute(database: str, config_path: str, env: str | None, persist_to: str | 
         except JsException as e:
             raise click.ClickException(str(e)) from None
         envelopes = [
-            {"results": [dict(zip(r.columns, row)) for row in r.rows], "success": True, "meta": r.meta}
+            {"results": [dict(zip(r.columns or [], row)) for row in r.rows], "success": True, "meta": r.meta}
             for r in results
         ]
         if as_json:

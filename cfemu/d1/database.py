@@ -47,12 +47,14 @@ def _bind_value(value: Any) -> Any:
 
 
 def _rows_as_objects(result: QueryResult) -> list[JsObject]:
+    if not result.rows:
+        return []
     columns = result.columns
     return [JsObject(zip(columns, row)) for row in result.rows]
 
 
 def _envelope(result: QueryResult) -> JsObject:
-    return JsObject(success=True, meta=JsObject(result.meta), results=_rows_as_objects(result))
+    return JsObject(success=True, meta=result.meta, results=_rows_as_objects(result))
 
 
 class D1PreparedStatement:
@@ -73,10 +75,10 @@ class D1PreparedStatement:
         """Mirrors `stmt.first(colName?)`: the first row, one of its columns, or None."""
         if colName is None:
             colName = options.get("colName")
-        result = self._session._query(self.statement, self.params)
+        result = self._session._query(self.statement, self.params, False)
         if not result.rows:
             return None
-        row = _rows_as_objects(QueryResult(result.columns, result.rows[:1]))[0]
+        row = JsObject(zip(result.columns, result.rows[0]))
         if colName is None:
             return row
         if colName not in row:
@@ -97,10 +99,10 @@ class D1PreparedStatement:
             columnNames = bool(options.get("columnNames", columnNames))
         elif isinstance(options, bool):
             columnNames = options
-        result = self._session._query(self.statement, self.params)
+        result = self._session._query(self.statement, self.params, False)
         rows = [list(row) for row in result.rows]
         if columnNames:
-            return [list(result.columns), *rows]
+            return [list(result.column_names()), *rows]
         return rows
 
     def __repr__(self) -> str:
@@ -132,8 +134,8 @@ class D1DatabaseSession:
         self._note_commit()
         return [_envelope(r) for r in results]
 
-    def _query(self, sql: str, params: Sequence[Any]) -> QueryResult:
-        result = self._storage.query(sql, params)
+    def _query(self, sql: str, params: Sequence[Any], want_meta: bool = True) -> QueryResult:
+        result = self._storage.query(sql, params, want_meta=want_meta)
         self._note_commit()
         return result
 
@@ -159,8 +161,8 @@ class _PrimarySession(D1DatabaseSession):
     def __init__(self, storage: D1Storage) -> None:
         super().__init__(storage, FIRST_PRIMARY)
 
-    def _query(self, sql: str, params: Sequence[Any]) -> QueryResult:
-        return self._storage.query(sql, params)
+    def _query(self, sql: str, params: Sequence[Any], want_meta: bool = True) -> QueryResult:
+        return self._storage.query(sql, params, want_meta=want_meta)
 
     def _note_commit(self) -> None:
         pass

@@ -70,7 +70,8 @@ def apply_migrations(storage: D1Storage, directory: Path, table: str, *, now: fl
         storage._begin()
         try:
             # The user's SQL runs under D1's rules (no BEGIN/COMMIT inside a migration file).
-            storage.conn.execute(sql)
+            for _ in storage.conn.execute(sql):
+                pass  # a statement that returns rows pauses the cursor; run them all
             storage.run_internal(f"INSERT INTO {table} (name, applied_at) VALUES (?, ?)", (migration.name, stamp))
         except apsw.Error as e:
             storage._rollback()

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import apsw
 
+from ..objects import JsObject
 from .errors import D1_ERROR, NO_STATEMENTS, d1_error, sqlite_message
 
 __all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
@@ -44,9 +45,16 @@ _COMMENT_LINE = re.compile(r"^\s*--.*$", re.MULTILINE)
 class QueryResult:
     """What one statement produced: column names, rows (tuples of D1 values) and D1's `meta`."""
 
-    columns: list[str]
+    columns: list[str] | None  # None: no rows came back; `column_names()` finds them when asked
     rows: list[tuple[Any, ...]]
     meta: dict[str, Any] = field(default_factory=dict)
+    sql: str = ""
+    storage: Any = None
+
+    def column_names(self) -> list[str]:
+        if self.columns is None:
+            self.columns = self.storage._columns_of(self.sql) if self.storage is not None else []
+        return self.columns
 
 
 def has_statements(sql: str) -> bool:
@@ -79,6 +87,8 @@ class D1Storage:
         self._rows: list[Any] | None = None
         self._deny_reason: str | None = None
         self.conn.authorizer = self._authorize
+        self._sql_info: dict[str, tuple[bool, bool]] = {}
+        self._page_size = self.conn.execute("PRAGMA page_size").fetchall()[0][0]
         self._size = self._db_size()
 
     # -- policy -----------------------------------------------------------------------------------
@@ -115,68 +125,79 @@ class D1Storage:
         self._internal += 1
         try:
             pages = self.conn.execute("PRAGMA page_count").fetchall()[0][0]
-            size = self.conn.execute("PRAGMA page_size").fetchall()[0][0]
         finally:
             self._internal -= 1
-        return pages * size
+        return pages * self._page_size
 
-    def _run(self, sql: str, params: Sequence[Any]) -> QueryResult:
+    def _statement_info(self, sql: str) -> tuple[bool, bool]:
+        """(has statements, several statements) for a SQL text, cached: prepare() texts repeat."""
+        info = self._sql_info.get(sql)
+        if info is None:
+            info = (has_statements(sql), ";" in sql.rstrip().rstrip(";"))
+            if len(self._sql_info) > 512:
+                self._sql_info.clear()
+            self._sql_info[sql] = info
+        return info
+
+    def _run(self, sql: str, params: Sequence[Any], multi: bool = False, want_meta: bool = True) -> QueryResult:
         """One prepared statement (possibly several `;`-separated ones: the last one's rows count)."""
         conn = self.conn
         before_total = conn.total_changes()
         before_rowid = conn.last_insert_rowid()
         started = time.perf_counter()
-        multi = ";" in sql.rstrip().rstrip(";")
         rows: list[tuple[Any, ...]] = []
         columns: list[str] | None = None
-        self._readonly = True
-        self._rows = rows if multi else None
         cursor = conn.cursor()
-        cursor.exec_trace = self._trace
-        cursor.execute(sql, tuple(params))
         if not multi:
+            cursor.execute(sql, params)
             try:
                 columns = [d[0] for d in cursor.get_description()]
+                readonly = cursor.is_readonly
             except apsw.ExecutionCompleteError:
-                columns = None
+                # No rows came back: treat it as a possible write (only costs a size check).
+                columns, readonly = None, False
             rows.extend(cursor)
         else:
+            self._readonly = True
+            self._rows = rows
+            cursor.exec_trace = self._trace
+            cursor.execute(sql, tuple(params))
             for row in cursor:
                 if not rows:
                     columns = [d[0] for d in cursor.get_description()]
                 rows.append(row)
             if not rows:
                 columns = None
-        readonly = self._readonly
+            readonly = self._readonly
+            self._rows = None
         duration = (time.perf_counter() - started) * 1000
         changes = conn.total_changes() - before_total
         last_row_id = conn.last_insert_rowid()
-        if not readonly:
-            size = self._db_size()
-        else:
-            size = self._size
+        size = self._size if readonly else self._db_size()
         changed = changes != 0 or last_row_id != before_rowid or size != self._size
         self._size = size
-        if any(isinstance(v, bytes) for row in rows for v in row):
-            rows = [tuple(_d1_value(v) for v in row) for row in rows]
-        meta = {
-            "served_by": SERVED_BY,
-            "served_by_region": "local",
-            "served_by_primary": True,
-            "timings": {"sql_duration_ms": duration},
-            "duration": duration,
-            "changes": changes,
-            "last_row_id": last_row_id,
-            "changed_db": changed,
-            "size_after": size,
+        for row in rows:
+            if any(isinstance(v, bytes) for v in row):
+                rows = [tuple(_d1_value(v) for v in row) for row in rows]
+                break
+        if not want_meta:
+            return QueryResult(columns, rows, {}, sql, self)
+        meta = JsObject(
+            served_by=SERVED_BY,
+            served_by_region="local",
+            served_by_primary=True,
+            timings=JsObject(sql_duration_ms=duration),
+            duration=duration,
+            changes=changes,
+            last_row_id=last_row_id,
+            changed_db=changed,
+            size_after=size,
             # SQLite does not count the rows a statement visits; these approximate D1's counters.
-            "rows_read": len(rows) if readonly else max(len(rows), changes),
-            "rows_written": 0 if readonly else changes,
-            "total_attempts": 1,
-        }
-        if columns is None:
-            columns = self._columns_of(sql) if not rows else []
-        return QueryResult(columns, rows, meta)
+            rows_read=len(rows) if readonly else max(len(rows), changes),
+            rows_written=0 if readonly else changes,
+            total_attempts=1,
+        )
+        return QueryResult(columns, rows, meta, sql, self)
 
     def _trace(self, cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
         # Runs before each statement: note whether it writes, and (for several statements) keep
@@ -202,14 +223,14 @@ class D1Storage:
         finally:
             self._internal -= 1
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Sequence[Any] = (), *, want_meta: bool = True) -> QueryResult:
         """Run one prepared statement atomically and commit it."""
-        if not has_statements(sql):
+        has, multi = self._statement_info(sql)
+        if not has:
             raise d1_error(D1_ERROR, NO_STATEMENTS)
-        multi = ";" in sql.rstrip().rstrip(";")
         if not multi:
             try:
-                return self._run(sql, params)
+                return self._run(sql, params, False, want_meta)
             except apsw.Error as e:
                 raise self._fail(e) from None
         return self.batch([(sql, params)])[0]
@@ -221,7 +242,7 @@ class D1Storage:
             raise d1_error(D1_ERROR, NO_STATEMENTS)
         self._begin()
         try:
-            results = [self._run(sql, params) for sql, params in statements]
+            results = [self._run(sql, params, self._statement_info(sql)[1]) for sql, params in statements]
         except apsw.Error as e:
             self._rollback()
             raise self._fail(e) from None
@@ -244,7 +265,7 @@ class D1Storage:
         try:
             for index, line in work:
                 try:
-                    duration += self._run(line, ()).meta["duration"]
+                    duration += self._run(line, (), self._statement_info(line)[1]).meta["duration"]
                 except apsw.Error as e:
                     message = sqlite_message(e, self._deny_reason)
                     self._deny_reason = None
