@@ -232,14 +232,21 @@ class Translator:
         if not sql.strip():
             raise fail("The query is empty")
         try:
+            tokens = AnalyticsDialect().tokenize(sql)
+        except TokenError as e:
+            raise fail(f"Syntax error: {str(e).splitlines()[0]}") from None
+        if tokens and tokens[0].text.upper() == "SHOW":
+            # sqlglot hands back what follows SHOW as one opaque token: split it into words
+            return self._show([w for t in tokens if t.token_type != TokenType.SEMICOLON for w in t.text.split()])
+        try:
             statements = [s for s in sqlglot.parse(sql, dialect=AnalyticsDialect) if s is not None]
         except (ParseError, TokenError) as e:
             raise fail(f"Syntax error: {str(e).splitlines()[0]}") from None
         if len(statements) != 1:
             raise fail("Only one statement per query is supported")
         node = statements[0]
-        if isinstance(node, exp.Command) and node.name.upper() == "SHOW":
-            return self._show(node)
+        if isinstance(node, exp.Command):
+            raise fail(f"{node.name.upper()} statements are not supported: only SELECT and SHOW TABLES")
         if isinstance(node, exp.SetOperation):
             raise fail(f"{type(node).__name__.upper()} is not supported: a query reads one table (or a subquery)")
         if not isinstance(node, exp.Select):
@@ -270,9 +277,9 @@ class Translator:
             position += 1
         return out
 
-    def _show(self, node: exp.Command) -> Plan:
-        text = node.expression.name if isinstance(node.expression, exp.Literal) else ""
-        words = text.split()
+    def _show(self, words: list[str]) -> Plan:
+        words = words[1:]
+        text = " ".join(words)
         fmt = "JSON"
         if len(words) >= 3 and words[-2].upper() == "FORMAT":
             if words[-1].lower() not in FORMATS:
