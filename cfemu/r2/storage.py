@@ -97,7 +97,8 @@ class Blob:
 class R2Storage:
     """One bucket's files and metadata; `fault` lets tests stop a write between its steps."""
 
-    def __init__(self, root: str | Path, *, synchronous: str = "NORMAL", fsync: bool = True) -> None:
+    def __init__(self, root: str | Path, *, synchronous: str = "NORMAL", fsync: bool = True,
+                 recover: bool = True) -> None:
         self.root = Path(root)
         self._fsync = fsync  # False only for throwaway buckets (tests); bodies then skip fsync
         self.blobs = self.root / "blobs"
@@ -110,7 +111,8 @@ class R2Storage:
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.conn.execute(_SCHEMA)
         self.fault: Callable[[str], None] | None = None
-        self.recover()
+        if recover:
+            self.recover()
 
     # -- crash recovery ---------------------------------------------------------------------------
 
