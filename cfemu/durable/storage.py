@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import inspect
 import math
+
+import msgpack
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import JsException, JsRangeError, JsTypeError
 from ..objects import to_js_object
+from ..values import _default as _pack_default  # the extension types serialize() uses
 from ..values import deserialize, serialize
 from . import errors as E
 from .engine import StorageEngine
@@ -53,6 +56,40 @@ def _usv(key: str) -> str:
         return key
     except UnicodeEncodeError:
         return key.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True if `value` is built only of exact dict/list/str/int/float/bool/None/bytes (str keys).
+
+    A cheap pre-check: such a value certainly clones, so it is packed directly.  Anything else
+    (datetimes, subclasses, deep nesting, and everything invalid) takes `serialize()`, whose
+    slower walk also produces the precise error message.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if depth > 64:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _PLAIN and not _plain(item, depth + 1)):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) not in _PLAIN and not _plain(item, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _serialize(value: Any) -> bytes:
+    if _plain(value):
+        return msgpack.packb(value, default=_pack_default, use_bin_type=True, datetime=False, strict_types=False)
+    return serialize(value)
 
 
 def _decode(data: bytes) -> Any:
@@ -107,7 +144,7 @@ class _Kv:
         return key, size
 
     def encode(self, key_size: int, value: Any) -> bytes:
-        data = serialize(value)
+        data = _serialize(value)
         if self.sqlite_backed:
             if key_size + len(data) > _SQLITE_PAIR_LIMIT:
                 raise JsException(E.SQL_TOO_BIG)
