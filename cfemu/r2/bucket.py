@@ -35,7 +35,7 @@ from .errors import (
     NO_SUCH_UPLOAD,
     PART_NUMBER,
     PRECONDITION_FAILED,
-    TOO_MANY_DELETE_KEYS,
+    DELETE_KEY_COUNT,
     UNSUPPORTED_INCLUDE,
     JsRangeError,
     JsTypeError,
@@ -215,8 +215,8 @@ class R2Bucket:
     async def delete(self, keys: str | list[str]) -> None:
         """Mirrors `bucket.delete(key | keys)` (up to 1000 keys)."""
         key_list = [keys] if isinstance(keys, str) else list(keys)
-        if len(key_list) > MAX_DELETE_KEYS:
-            raise r2_error("delete", R2Failure(TOO_MANY_DELETE_KEYS))
+        if not 1 <= len(key_list) <= MAX_DELETE_KEYS:
+            raise r2_error("delete", R2Failure(DELETE_KEY_COUNT))
         for key in key_list:
             _check_key("delete", key)
         self._storage.delete(key_list)

@@ -38,7 +38,7 @@ BAD_DIGEST = ("The {alg} checksum you specified did not match what we received.\
               "Actual {alg} was: {actual}", 10037)
 INVALID_RANGE = ("The requested range is not satisfiable", 10039)
 BAD_UPLOAD = ("There was a problem with the multipart upload.", 10048)
-TOO_MANY_DELETE_KEYS = ("Too many keys to delete: a request can delete at most 1000 keys.", 10029)
+DELETE_KEY_COUNT = ("The number of keys in the request must be between 1 and 1000 inclusive.", 10027)
 
 # Client-side (workerd) texts.
 MULTIPLE_HASHES = "You cannot specify multiple hashing algorithms."

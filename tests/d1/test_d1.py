@@ -218,3 +218,26 @@ async def test_migrations_python_api(rt):
     with pytest.raises(JsException) as info:
         await rt.env.DB.prepare("INSERT INTO posts (user_id, body) VALUES (42, 'x')").run()
     assert str(info.value) == "D1_ERROR: FOREIGN KEY constraint failed: SQLITE_CONSTRAINT"
+
+
+async def test_raw_column_names_without_rows_and_positional_options(rt):
+    db = rt.env.DB
+    await db.prepare("CREATE TABLE r (a INTEGER, b TEXT)").run()
+    assert await db.prepare("SELECT a, b FROM r").raw(columnNames=True) == [["a", "b"]]
+    assert await db.prepare("SELECT a, b FROM r").raw({"columnNames": True}) == [["a", "b"]]
+    assert await db.prepare("SELECT a, b FROM r").raw() == []
+    # Looking up column names must not loosen D1's rules.
+    with pytest.raises(JsException) as info:
+        await db.prepare("BEGIN").run()
+    assert str(info.value) == f"D1_ERROR: {TRANSACTION_NOT_ALLOWED}"
+
+
+async def test_standalone_use_without_a_worker(tmp_path):
+    from cfemu.d1 import D1Database, D1Storage
+
+    storage = D1Storage(tmp_path / "standalone.sqlite")
+    db = D1Database(storage)
+    await db.exec("CREATE TABLE s (v TEXT)")
+    await db.prepare("INSERT INTO s VALUES (?)").bind("hi").run()
+    assert await db.prepare("SELECT v FROM s").first("v") == "hi"
+    storage.close()
