@@ -63,6 +63,8 @@ class ChatRoom(SocketHost):
         if self.seq is None:
             meta = await jget(self.ctx.storage, "meta") or {"seq": 0}
             self.seq = meta["seq"]
+            typing = await jget(self.ctx.storage, "typing") or {}
+            self._typing_due = min((v["until"] for v in typing.values()), default=None)
         if room and await jget(self.ctx.storage, "room") is None:
             await jput(self.ctx.storage, "room", room)
 
