@@ -60,7 +60,6 @@ SUFFIX_NEGATIVE = "Invalid suffix. Suffix ({v}) must be greater than or equal to
 SUFFIX_FLOAT = "Invalid range. Suffix ({v}) must be an integer, not floating point."
 UNCLOSED_QUOTE = "Unclosed double quote for Etag"
 BAD_WEAK_ETAG = "Weak etags must start with W/ and their value must be quoted"
-BAD_CONDITIONAL = "Invalid conditional header"
 BAD_VALUE = ("put() value must be a string, bytes, an async iterable of bytes (a ReadableStream) or None, "
              "not {type}")
 
@@ -72,7 +71,6 @@ class R2Failure(Exception):
         message, code = error
         self.message = message.format(**fmt) if fmt else message
         self.code = code
-        self.object = None  # the object's metadata, for a failed precondition on get
         super().__init__(self.message)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from ..http import BODY_USED, Headers
 from ..objects import JsObject
 from .errors import (
-    BAD_CONDITIONAL,
     BAD_WEAK_ETAG,
     INVALID_RANGE,
     NO_HTTP_METADATA,
