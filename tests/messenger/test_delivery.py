@@ -192,3 +192,15 @@ async def test_openapi_document_covers_every_route(rt, modules):
     assert resp.status == 405
     resp = await rt.fetch("/")
     assert resp.status == 200 and "text/html" in resp.headers.get("content-type")
+
+
+@needs("queues")
+async def test_poison_delivery_retries_with_backoff_then_lands_in_the_dead_letter_queue(rt):
+    await rt.env.DELIVERY.send(json.dumps({"to": "unobody", "room": "dm_ualice__unobody"}))  # no seq: poison
+    await rt.advance(2)
+    queues = rt.service("queues")
+    assert queues.pending("messenger-delivery-dlq") == 0
+    await rt.advance(2 + 4 + 8 + 16 + 32 + 64)  # 2 s .. 64 s backoff between attempts
+    assert queues.pending("messenger-delivery") == 0
+    dead = queues.messages("messenger-delivery-dlq")
+    assert len(dead) == 1 and json.loads(dead[0]["body"])["to"] == "unobody"
