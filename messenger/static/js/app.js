@@ -72,6 +72,8 @@ async function start() {
   renderBuddies();
   presence = new Channel("/ws/presence", session);
   presence.addEventListener("frame", (e) => presenceFrame(e.detail));
+  presence.addEventListener("fatal", (e) => session.expired(
+    e.detail.code === 4010 ? "This account was deleted." : "This session was signed out."));
   presence.addEventListener("status", (e) => { $("#conn-state").textContent = e.detail === "connected" ? "" : e.detail; });
 }
 
@@ -90,7 +92,7 @@ function presenceFrame(f) {
     // DMs that arrived while we were away: open their windows (the room replays them once).
     for (const [room, info] of Object.entries(f.inbox || {})) {
       unread.set(room, info.unread);
-      openRoom(room, info.name || info.from, true);
+      openRoom(room, info.name || info.from, true, info.firstSeq - 1);
     }
     renderBuddies();
   } else if (f.type === "presence") {
@@ -100,7 +102,7 @@ function presenceFrame(f) {
   } else if (f.type === "inbox") {
     if (!windows.has(f.room)) {
       unread.set(f.room, f.unread);
-      openRoom(f.room, f.name || f.from, true);
+      openRoom(f.room, f.name || f.from, true, f.seq - 1);
       renderBuddies();
     }
   }
@@ -155,13 +157,13 @@ function renderBuddies() {
   }
 }
 
-function openRoom(room, title, background) {
+function openRoom(room, title, background, since) {
   let w = windows.get(room);
   if (!w) {
     w = new ChatWindow({
       room, title, session, container: $("#windows"), isDm: room.startsWith("dm_"),
       onRead: (r) => { if (unread.delete(r)) renderBuddies(); },
-      onClose: (win) => windows.delete(win.room),
+      onClose: (win) => windows.delete(win.room), since,
     });
     windows.set(room, w);
   }

@@ -15,7 +15,7 @@ function el(tag, cls, text) {
 }
 
 export class ChatWindow {
-  constructor({ room, title, session, container, isDm, onRead, onClose }) {
+  constructor({ room, title, session, container, isDm, onRead, onClose, since }) {
     this.room = room;
     this.session = session;
     this.isDm = isDm;
@@ -28,9 +28,12 @@ export class ChatWindow {
     this.typers = new Map();
     this.lastTyping = 0;
     this.root = this.build(title, container, onClose);
+    // First connect: replay from `since` when we know what we missed (offline DMs), else a history
+    // page; every reconnect: exactly the gap after the last sequence seen.
     this.channel = new Channel(`/ws/room/${encodeURIComponent(room)}`, session, {
-      resume: () => (this.lastSeq > 0 ? this.lastSeq : 0),
+      resume: () => (this.lastSeq > 0 ? this.lastSeq : since),
     });
+    this.initialSince = since;
     this.channel.addEventListener("frame", (e) => this.frame(e.detail));
     this.channel.addEventListener("status", (e) => { this.statusEl.textContent = e.detail === "connected" ? "" : e.detail; });
     this.channel.addEventListener("fatal", (e) => this.system(`Disconnected: ${e.detail.reason}`));
@@ -119,7 +122,7 @@ export class ChatWindow {
         this.marks = f.receipts || {};
         // Resend what was never acknowledged: same client ids, so the room deduplicates.
         for (const { frame } of this.pending.values()) this.channel.send(frame);
-        if (this.lastSeq === 0 && f.lastSeq > 0) this.channel.send({ type: "history", limit: 30 });
+        if (this.lastSeq === 0 && this.initialSince === undefined && f.lastSeq > 0) this.channel.send({ type: "history", limit: 30 });
         break;
       case "sync": f.messages.forEach((m) => this.add(m)); if (f.more) this.channel.send({ type: "sync", since: this.lastSeq }); this.afterNew(); break;
       case "history": f.messages.slice().reverse().forEach((m) => this.add(m, true)); this.afterNew(); break;
