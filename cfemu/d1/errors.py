@@ -22,6 +22,7 @@ __all__ = [
     "WRONG_BINDINGS",
     "TRANSACTION_NOT_ALLOWED",
     "NOT_AUTHORIZED",
+    "PARAMS_ONLY_LAST",
     "SESSION_ERROR",
     "d1_error",
     "type_error",
@@ -43,6 +44,8 @@ TRANSACTION_NOT_ALLOWED = (
     "write coalescing."
 )
 NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
+PARAMS_ONLY_LAST = ("When executing multiple SQL statements in a single call, only the last statement can "
+                    "have parameters.")
 COLUMN_NOT_FOUND = "Column not found ({column})"
 TYPE_NOT_SUPPORTED = "Type '{type}' not supported for value '{value}'"
 EXEC_LINE = "Error in line {line}: {text}: {error}"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import apsw
 
 from ..objects import JsObject
-from .errors import D1_ERROR, NO_STATEMENTS, d1_error, sqlite_message
+from .errors import D1_ERROR, NO_STATEMENTS, PARAMS_ONLY_LAST, d1_error, sqlite_message
 
 __all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
 
@@ -84,6 +84,7 @@ class D1Storage:
             self.conn.limit(limit, value)
         self._internal = 0
         self._readonly = True
+        self._earlier_params = False
         self._rows: list[Any] | None = None
         self._deny_reason: str | None = None
         self.conn.authorizer = self._authorize
@@ -159,6 +160,7 @@ class D1Storage:
             rows.extend(cursor)
         else:
             self._readonly = True
+            self._earlier_params = False
             self._rows = rows
             cursor.exec_trace = self._trace
             cursor.execute(sql, tuple(params))
@@ -204,6 +206,9 @@ class D1Storage:
         # only the rows of the last one, as workerd returns the last statement's cursor.
         if not cursor.is_readonly:
             self._readonly = False
+        if self._earlier_params:
+            raise d1_error(D1_ERROR, PARAMS_ONLY_LAST)
+        self._earlier_params = cursor.bindings_count > 0
         if self._rows is not None:
             self._rows.clear()
         return True

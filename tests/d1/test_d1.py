@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cfemu.d1.errors import NO_STATEMENTS, TRANSACTION_NOT_ALLOWED, WRONG_BINDINGS
+from cfemu.d1.errors import NO_STATEMENTS, PARAMS_ONLY_LAST, TRANSACTION_NOT_ALLOWED, WRONG_BINDINGS
 from cfemu.errors import JsException
 from cfemu.objects import JsObject
 from cfemu.testing import Runtime
@@ -178,6 +178,11 @@ async def test_multiple_statements_in_prepare_return_the_last(rt):
     db = rt.env.DB
     result = await db.prepare("CREATE TABLE m (v); INSERT INTO m VALUES (1); SELECT v FROM m").all()
     assert result["results"] == [{"v": 1}]
+    assert await db.prepare("INSERT INTO m VALUES (2); SELECT max(v) AS v FROM m WHERE v < ?").bind(9).first("v") == 2
+    with pytest.raises(JsException) as info:
+        await db.prepare("INSERT INTO m VALUES (?); SELECT 1").bind(3).all()
+    assert str(info.value) == f"D1_ERROR: {PARAMS_ONLY_LAST}"
+    assert await db.prepare("SELECT count(*) AS c FROM m").first("c") == 2  # nothing of it stayed
 
 
 async def test_with_session_and_dump(rt):
