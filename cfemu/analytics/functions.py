@@ -184,11 +184,14 @@ def _quantile(c: _Call, q_node: exp.Expression | None, value_node: exp.Expressio
         return Typed(f"quantile_disc({value.sql}, {q!r})", kind)
     # ClickHouse: sort by value, take the first whose cumulative weight reaches ceil(total * q).
     # Expanding each value `weight` times and indexing the sorted list gives exactly that.
+    # A zero threshold (q = 0, or every weight 0) picks the smallest value, zero-weighted ones included.
     weight = c.tr.expr(weight_node, c.scope)
     w = f"CAST({weight.sql} AS UBIGINT)"
+    if q == 0:
+        return Typed(f"min({value.sql})", kind)
     expanded = f"list_sort(flatten(list(list_resize([{value.sql}], {w}, {value.sql}))))"
     index = f"greatest(CAST(ceil(CAST(sum({w}) AS DOUBLE) * {q!r}) AS BIGINT), 1)"
-    return Typed(f"{expanded}[{index}]", kind)
+    return Typed(f"(CASE WHEN sum({w}) = 0 THEN min({value.sql}) ELSE {expanded}[{index}] END)", kind)
 
 
 @_fn("quantileExactWeighted", "quantileWeighted", "medianExactWeighted")
