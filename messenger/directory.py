@@ -104,7 +104,10 @@ class Directory(DurableObject):
         if user is None:
             return _err("not_found", "no such user")
         revoked = await self._revoke_all(uid)
-        await storage.delete([f"user:{uid}", f"name:{user['username']}", f"usess:{uid}"])
+        sessions = [f"sess:{s}" for s in await jget(storage, f"usess:{uid}") or []]
+        keys = [f"user:{uid}", f"name:{user['username']}", f"usess:{uid}", *sessions]
+        for i in range(0, len(keys), 128):
+            await storage.delete(keys[i:i + 128])
         return _ok({"sessions": revoked})
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -126,7 +129,13 @@ class Directory(DurableObject):
         refresh, refresh_hash = auth.new_refresh_token(sid)
         session = {"sid": sid, "uid": uid, "refreshHash": refresh_hash, "previousHashes": [], "created": now,
                    "expires": now + auth.REFRESH_TTL_MS, "revoked": False, "rooms": []}
-        sessions = [s for s in (await jget(storage, f"usess:{uid}") or [])]
+        # Sessions past their TTL or revoked are dropped here (the refresh-token TTL, enforced lazily).
+        sessions = []
+        old = await jget_many(storage, [f"sess:{s}" for s in (await jget(storage, f"usess:{uid}") or [])])
+        gone = [k for k, s in old.items() if s is None or s.get("revoked") or s.get("expires", 0) <= now]
+        sessions = [k[len("sess:"):] for k in old if k not in gone]
+        if gone:
+            await storage.delete(gone)
         sessions.append(sid)
         await jput_many(storage, {f"sess:{sid}": session, f"usess:{uid}": sessions})
         out = await self._issue(user, session)
@@ -182,7 +191,7 @@ class Directory(DurableObject):
 
     async def _revoke(self, sid: str) -> dict | None:
         session = await jget(self.ctx.storage, f"sess:{sid}")
-        if session is None:
+        if session is None or session.get("revoked"):
             return None
         session["revoked"] = True
         await jput(self.ctx.storage, f"sess:{sid}", session)
@@ -194,7 +203,6 @@ class Directory(DurableObject):
             revoked = await self._revoke(sid)
             if revoked is not None:
                 out.append(revoked)
-        await jput(self.ctx.storage, f"usess:{uid}", [])
         return out
 
     async def revoke(self, uid: str, sid: str, everywhere: bool) -> str:
@@ -202,9 +210,7 @@ class Directory(DurableObject):
         await self._ready()
         if everywhere:
             return _ok(await self._revoke_all(uid))
-        revoked = await self._revoke(sid)
-        sessions = [s for s in (await jget(self.ctx.storage, f"usess:{uid}") or []) if s != sid]
-        await jput(self.ctx.storage, f"usess:{uid}", sessions)
+        revoked = await self._revoke(sid)  # the record stays (listed) until pruned, so verify says "revoked"
         return _ok([revoked] if revoked else [])
 
     # -- signing keys -----------------------------------------------------------------------------

@@ -146,3 +146,16 @@ async def test_account_deletion_returns_a_receipt_and_closes_sockets(rt):
     assert (await api(rt, "POST", "/api/auth/login", body={"username": "temp", "password": "temporary-pass"}, expect=401))
     users = await api(rt, "GET", "/api/users", (await login(rt, "bob"))["accessToken"])
     assert "temp" not in [u["username"] for g in ("online", "offline") for u in users[g]]
+
+
+async def test_deleted_account_leaves_no_session_or_account_record(rt):
+    s = await api(rt, "POST", "/api/auth/register", body={"username": "gone", "password": "temporary-pass"})
+    s2 = await login(rt, "gone", "temporary-pass")
+    await api(rt, "POST", "/api/auth/logout", s2["accessToken"], body={})
+    uid = s["user"]["id"]
+    await api(rt, "DELETE", "/api/me", s["accessToken"])
+    store = rt.storage("DIRECTORY", "directory")
+    keys = list(store.list())
+    assert not [k for k in keys if uid in k or k == "name:gone"]
+    raw = json.dumps({k: store.get(k) for k in keys})
+    assert uid not in raw and s["sessionId"] not in raw and s2["sessionId"] not in raw
