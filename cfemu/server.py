@@ -9,6 +9,8 @@ keeps serving a clear error while the worker does not import.
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import logging
 import signal
 import sys
@@ -21,7 +23,7 @@ from aiohttp import WSMsgType, web
 from .config import WorkerConfig, find_config, load_config
 from .devinfo import remove_dev_info, write_dev_info
 from .errors import ConfigError, WorkerLoadError
-from .http import Request, Response
+from .http import Headers, Request, Response
 from .runtime import Runtime
 from .websocket import MAX_MESSAGE_BYTES, WebSocket
 
@@ -142,6 +144,10 @@ class DevServer:
                 from .analytics.http import handle_sql
 
                 return await handle_sql(service, request)
+        if request.path.startswith("/cdn-cgi/cfemu/"):
+            internal = await self._internal(request, runtime)
+            if internal is not None:
+                return internal
         worker_request = await _to_worker_request(request)
         response = await runtime.fetch(worker_request)
         if response.status == 101 and response.webSocket is not None:
@@ -149,6 +155,25 @@ class DevServer:
                 return web.Response(status=500, text="The worker returned a WebSocket for a request that was not an upgrade.")
             return await self._bridge_websocket(request, response)
         return await _to_aiohttp_response(request, response)
+
+    async def _internal(self, request: web.Request, runtime: Runtime) -> web.Response | None:
+        """Endpoints the CLI uses to act through the running server (only on loopback)."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer and peer[0] not in ("127.0.0.1", "::1"):
+            return web.json_response({"error": "internal endpoints answer loopback clients only"}, status=403)
+        path = request.path[len("/cdn-cgi/cfemu/"):]
+        if path == "ping":
+            return web.json_response({"ok": True, "url": self.url})
+        queues = runtime.service("queues")
+        if path.startswith("queues") and queues is None:
+            return web.json_response({"queues": []} if request.method == "GET" else {"purged": 0})
+        if path == "queues" and request.method == "GET":
+            from dataclasses import asdict
+
+            return web.json_response({"queues": [asdict(c) for c in queues.stats()]})
+        if path == "queues/purge" and request.method == "POST":
+            return web.json_response({"purged": queues.purge(request.query.get("queue", ""))})
+        return None
 
     async def _bridge_websocket(self, request: web.Request, response: Response) -> web.WebSocketResponse:
         protocol = response.headers.get("sec-websocket-protocol")
@@ -212,6 +237,9 @@ class DevServer:
     async def serve(self, host: str, port: int, *, ready: asyncio.Event | None = None,
                     stop: asyncio.Event | None = None) -> None:
         await self.start_worker()
+        # Everything loaded so far lives as long as the server: keep it out of the collector's scans.
+        gc.collect()
+        gc.freeze()
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -244,6 +272,7 @@ class DevServer:
             remove_dev_info(self.state_dir)
 
 
+@functools.lru_cache(maxsize=None)
 def _reason(status: int) -> str:
     from http import HTTPStatus
 
@@ -256,10 +285,10 @@ def _reason(status: int) -> str:
 async def _to_worker_request(request: web.Request) -> Request:
     host = request.headers.get("host") or f"{request.url.host}:{request.url.port}"
     url = f"{request.scheme}://{host}{request.path_qs}"
-    headers = [(k, v) for k, v in request.headers.items()]
+    headers = Headers._trusted(request.headers)
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if peer:
-        headers.append(("cf-connecting-ip", peer[0]))
+        headers.append("cf-connecting-ip", peer[0])
     body = await request.read() if request.can_read_body else None
     cf = {"colo": "LOCAL", "country": "XX", "httpProtocol": f"HTTP/{request.version.major}.{request.version.minor}",
           "clientTcpRtt": 0, "asn": 0}
@@ -286,6 +315,10 @@ async def _to_aiohttp_response(request: web.Request, response: Response) -> web.
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), format="[cfemu] %(message)s", stream=sys.stderr)
+    # One log line per request: skip the record fields the format never shows.
+    # (the logging HOWTO's "Optimization" settings; `_srcfile = None` skips the caller lookup)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
