@@ -242,22 +242,25 @@ class StorageEngine:
 
     def release(self, name: str) -> None:
         """Keep the savepoint's writes (they commit with the implicit transaction)."""
-        self._pop_savepoint(name)
-        self._run(f"RELEASE {name}")
-        self._after_savepoint()
+        if self._pop_savepoint(name):
+            self._run(f"RELEASE {name}")
+            self._after_savepoint()
 
     def rollback_to(self, name: str) -> None:
         """Undo the savepoint's writes and close it."""
-        self._pop_savepoint(name)
-        if not self._db.get_autocommit():
+        if self._pop_savepoint(name):
             self._run(f"ROLLBACK TO {name}")
             self._run(f"RELEASE {name}")
-        self._after_savepoint()
+            self._after_savepoint()
 
-    def _pop_savepoint(self, name: str) -> None:
-        if not self._savepoints or self._savepoints[-1] != name:
+    def _pop_savepoint(self, name: str) -> bool:
+        if name not in self._savepoints:
+            # A full rollback (the object is being reset) already discarded it.
+            return False
+        if self._savepoints[-1] != name:
             raise JsException(f"Savepoint {name} is not the innermost open transaction.")
         self._savepoints.pop()
+        return True
 
     def _after_savepoint(self) -> None:
         if not self._savepoints and self._commit_deferred:

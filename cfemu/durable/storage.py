@@ -291,7 +291,9 @@ class DurableObjectStorage:
                  on_alarm_change: Callable[[int | None], None] | None = None,
                  on_sync: Callable[[], Awaitable[None]] | None = None,
                  now_ms: Callable[[], int] | None = None,
-                 delete_alarm_on_delete_all: bool = True) -> None:
+                 delete_alarm_on_delete_all: bool = True,
+                 block_concurrency_while: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None,
+                 ) -> None:
         self._engine = engine
         self._sqlite_backed = sqlite_backed
         self._kv = _Kv(engine, sqlite_backed)
@@ -299,6 +301,9 @@ class DurableObjectStorage:
         self._on_sync = on_sync
         # Compatibility date 2026-02-24 and later: deleteAll() deletes the alarm too.
         self._delete_alarm_on_delete_all = delete_alarm_on_delete_all
+        # workerd runs transaction() inside blockConcurrencyWhile so no other event's writes land
+        # in the transaction while its closure awaits other I/O; the instance supplies that gate.
+        self._block_concurrency_while = block_concurrency_while
         self._sql = SqlStorage(engine, enabled=sqlite_backed)
         self._sync_kv = SyncKvStorage(self._kv)
 
@@ -343,6 +348,11 @@ class DurableObjectStorage:
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Any], options: dict | None = None,
                           /, **kwargs: Any) -> Any:
         """Run `closure(txn)` atomically; an exception (or `txn.rollback()`) discards its writes."""
+        if self._block_concurrency_while is not None:
+            return await self._block_concurrency_while(lambda: self._transaction(closure))
+        return await self._transaction(closure)
+
+    async def _transaction(self, closure: Callable[[DurableObjectTransaction], Any]) -> Any:
         name = self._engine.savepoint()
         txn = DurableObjectTransaction(self, name)
         try:

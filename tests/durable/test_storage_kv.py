@@ -717,3 +717,27 @@ async def test_storage_after_close_raises(h):
     with pytest.raises(JsException) as info:
         await h.storage.put("a", 1)
     assert str(info.value) == E.STORAGE_CLOSED
+
+
+async def test_transaction_runs_inside_the_instances_concurrency_block(tmp_path):
+    calls = []
+
+    async def block_concurrency_while(fn):
+        calls.append("enter")
+        try:
+            return await fn()
+        finally:
+            calls.append("exit")
+
+    engine = StorageEngine(tmp_path / "o.sqlite", on_dirty=lambda: None)
+    storage = DurableObjectStorage(engine, sqlite_backed=True, block_concurrency_while=block_concurrency_while)
+    try:
+        async def closure(txn):
+            calls.append("closure")
+            await txn.put("a", 1)
+            return 5
+
+        assert await storage.transaction(closure) == 5
+        assert calls == ["enter", "closure", "exit"]
+    finally:
+        engine.close()
