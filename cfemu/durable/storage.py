@@ -13,17 +13,18 @@ from __future__ import annotations
 import inspect
 import math
 
+import apsw
 import msgpack
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import JsException, JsRangeError, JsTypeError
-from ..objects import to_js_object
+from ..objects import JsObject, to_js_object
 from ..values import _default as _pack_default  # the extension types serialize() uses
 from ..values import deserialize, serialize
 from . import errors as E
-from .engine import StorageEngine
+from .engine import StorageEngine, sqlite_error
 from .sql import SqlStorage
 
 __all__ = ["DurableObjectStorage", "DurableObjectTransaction", "SyncKvStorage"]
@@ -73,7 +74,7 @@ def _plain(value: Any, depth: int = 0) -> bool:
         return True
     if depth > 64:
         return False
-    if kind is dict:
+    if kind is dict or kind is JsObject:
         for key, item in value.items():
             if type(key) is not str or (type(item) not in _PLAIN and not _plain(item, depth + 1)):
                 return False
@@ -174,7 +175,11 @@ class _Kv:
 
     def put_one(self, key: Any, value: Any) -> None:
         key, size = self.key(key)
-        self.engine.kv_put(key, self.encode(size, value))
+        data = self.encode(size, value)
+        try:
+            self.engine.kv_put(key, data)
+        except apsw.Error as exc:
+            raise sqlite_error(exc) from None
 
     def put_many(self, entries: dict) -> None:
         self.count(len(entries))
@@ -183,8 +188,26 @@ class _Kv:
             key, size = self.key(key)
             pairs.append((key, self.encode(size, value)))
         # Everything is validated before anything is written: bad input never half-applies.
-        if pairs:
-            self.engine.kv_put_many(pairs)
+        if not pairs:
+            return
+        if len(pairs) == 1:
+            try:
+                self.engine.kv_put(*pairs[0])
+            except apsw.Error as exc:
+                raise sqlite_error(exc) from None
+            return
+        # A savepoint keeps the call atomic even if SQLite refuses an entry half-way through.
+        engine = self.engine
+        name = engine.savepoint()
+        try:
+            engine.kv_put_many(pairs)
+        except apsw.Error as exc:
+            engine.rollback_to(name)
+            raise sqlite_error(exc) from None
+        except BaseException:
+            engine.rollback_to(name)
+            raise
+        engine.release(name)
 
     def delete(self, keys: Any) -> bool | int:
         if isinstance(keys, list):

@@ -741,3 +741,23 @@ async def test_transaction_runs_inside_the_instances_concurrency_block(tmp_path)
         assert calls == ["enter", "closure", "exit"]
     finally:
         engine.close()
+
+
+async def test_batch_put_is_atomic_when_sqlite_refuses_an_entry(sq, monkeypatch):
+    import apsw
+
+    engine = sq.engine
+    real_put = engine.kv_put
+
+    def put_many_then_fail(pairs):
+        real_put(*pairs[0])
+        raise apsw.TooBigError("string or blob too big")
+
+    monkeypatch.setattr(engine, "kv_put_many", put_many_then_fail)
+    with pytest.raises(JsException) as info:
+        await sq.storage.put({"a": 1, "b": 2})
+    assert str(info.value) == "string or blob too big: SQLITE_TOOBIG"
+    assert await sq.storage.list() == {}
+    await sq.storage.put("c", 3)
+    sq.engine.commit()
+    assert await sq.storage.list() == {"c": 3}
