@@ -55,6 +55,13 @@ class Headers:
             raise JsTypeError(f"Invalid header value for '{name}'.")
         return name, value
 
+    @classmethod
+    def _trusted(cls, pairs: Any) -> Headers:
+        """Headers already validated by the HTTP server (skips the per-header checks)."""
+        headers = cls()
+        headers._h = CIMultiDict(pairs)
+        return headers
+
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._h.getall(name, None)
         if not values:
@@ -277,7 +284,7 @@ class Response(_Body):
         if self._body is not None and status in (101, 204, 205, 304):
             raise JsTypeError("Response with null body status cannot have body")
         if isinstance(body, str) and "content-type" not in self.headers:
-            self.headers.set("content-type", "text/plain;charset=UTF-8")
+            self.headers._h["content-type"] = "text/plain;charset=UTF-8"  # a known-valid header
         self._used = False
         self.webSocket = web_socket
         self.url = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,28 @@ class ScheduledController:
         self.retry = False
 
 
+_ARITY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _arity(func: Any) -> int:
     """How many positional arguments a handler takes (the relaxed signatures Cloudflare allows)."""
+    # inspect.signature costs tens of microseconds: cache per function (reloaded code = new functions).
+    target = getattr(func, "__func__", None)
+    if target is None:
+        return _arity_uncached(func)
+    try:
+        return _ARITY[target]
+    except (KeyError, TypeError):
+        pass
+    arity = _arity_uncached(func)
+    try:
+        _ARITY[target] = arity
+    except TypeError:
+        pass
+    return arity
+
+
+def _arity_uncached(func: Any) -> int:
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):

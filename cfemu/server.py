@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from .config import WorkerConfig, find_config, load_config
 from .devinfo import remove_dev_info, write_dev_info
@@ -296,16 +297,12 @@ async def _to_worker_request(request: web.Request) -> Request:
 
 
 async def _to_aiohttp_response(request: web.Request, response: Response) -> web.StreamResponse:
-    headers = [(k, v) for k, v in response.headers.raw_items() if k.lower() not in _HOP_BY_HOP]
+    headers = CIMultiDict((k, v) for k, v in response.headers.raw_items() if k.lower() not in _HOP_BY_HOP)
     body = response.body
     if body is None or isinstance(body, bytes):
-        out = web.Response(status=response.status, reason=response.statusText or None, body=body)
-        for k, v in headers:
-            out.headers.add(k, v)
-        return out
+        return web.Response(status=response.status, reason=response.statusText or None, body=body, headers=headers)
     stream = web.StreamResponse(status=response.status, reason=response.statusText or None)
-    for k, v in headers:
-        stream.headers.add(k, v)
+    stream.headers.extend(headers)
     await stream.prepare(request)
     async for chunk in body:
         await stream.write(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
