@@ -1,0 +1,77 @@
+"""The web client in a real headless Chromium against `cfemu dev`: two users chat, one comes back."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import ROOT, missing
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
+    pytest.mark.skipif(missing("durable_objects", "queues") is not None, reason=missing("durable_objects", "queues") or ""),
+]
+
+
+async def _sign_in(browser, url, user):
+    page = await (await browser.new_context()).new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(url)
+    await page.fill("input[name=username]", user)
+    await page.fill("input[name=password]", f"{user}-demo")
+    await page.click("#signin-submit")
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.wait_for_selector(".group .buddy")
+    page.errors = errors
+    return page
+
+
+async def _open(page, title, room):
+    await page.click(f".buddy:has-text('{title}')")
+    win = page.locator(f".chat[data-room='{room}']")
+    await win.wait_for()
+    return win
+
+
+async def test_two_users_chat_nudge_and_offline_delivery_in_a_browser(tmp_path, dev_server):
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        alice = await _sign_in(browser, server.url, "alice")
+        bob = await _sign_in(browser, server.url, "bob")
+        # Bob appears online in Alice's buddy list.
+        await alice.wait_for_selector("#buddy-groups .group:has-text('Online') .buddy:has-text('Bob')")
+
+        a_general = await _open(alice, "General", "general")
+        b_general = await _open(bob, "General", "general")
+        await a_general.locator("textarea").fill("hello everyone (H)")
+        await a_general.locator("textarea").press("Enter")
+        await b_general.locator(".msg:has-text('hello everyone')").wait_for()
+        assert await b_general.locator(".msg img.emo[alt='(H)']").count() == 1
+
+        a_dm = await _open(alice, "Bob", "dm_ualice__ubob")
+        b_dm = await _open(bob, "Alice", "dm_ualice__ubob")
+        await a_dm.locator("textarea").fill("psst")
+        await a_dm.locator("textarea").press("Enter")
+        await b_dm.locator(".msg:has-text('psst')").wait_for()
+        await a_dm.locator(".msg.mine .state:has-text('Read')").wait_for()  # receipts reach the sender
+        await a_dm.locator("button:has-text('Nudge')").click()
+        await bob.wait_for_selector(".chat.shake")
+
+        # Bob leaves; Alice writes to him; Bob signs in again and the DM window opens with it.
+        await bob.context.close()
+        await alice.wait_for_selector("#buddy-groups .group:has-text('Offline') .buddy:has-text('Bob')", timeout=10_000)
+        await a_dm.locator("textarea").fill("call me when you are back")
+        await a_dm.locator("textarea").press("Enter")
+        await a_dm.locator(".msg.mine:not(.pending):has-text('call me')").wait_for()
+        bob2 = await _sign_in(browser, server.url, "bob")
+        await bob2.locator(".chat .msg:has-text('call me when you are back')").wait_for(timeout=15_000)
+        assert await bob2.locator(".chat .msg:has-text('call me when you are back')").count() == 1
+        assert alice.errors == [] and bob2.errors == []
+        await browser.close()
