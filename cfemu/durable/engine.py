@@ -122,9 +122,13 @@ def sqlite_error(exc: apsw.Error) -> JsException:
     offset = getattr(exc, "error_offset", -1)
     if offset is not None and offset >= 0:
         message += f" at offset {offset}"
-    code = apsw.mapping_result_codes.get(getattr(exc, "result", -1) or 0, "SQLITE_ERROR")
-    if not isinstance(code, str):
-        code = "SQLITE_ERROR"
+    result = getattr(exc, "result", None)
+    if isinstance(result, int):
+        code = apsw.mapping_result_codes.get(result & 0xFF, "SQLITE_ERROR")
+    else:
+        # Raised without a result code: apsw's class names follow SQLite's (TooBigError -> TOOBIG).
+        name = type(exc).__name__.removesuffix("Error").upper()
+        code = "SQLITE_ERROR" if name in ("SQL", "") else f"SQLITE_{name}"
     return JsException(f"{message}: {code}")
 
 
