@@ -224,3 +224,61 @@ def test_headers_copy_is_independent():
     b = Headers(a)
     b.set("x", "2")
     assert a.get("x") == "1"
+
+
+# -- outbound fetch ---------------------------------------------------------------------------------
+
+@pytest.fixture
+async def origin():
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def echo(request):
+        body = await request.read()
+        return web.json_response({"method": request.method, "path": request.path_qs, "body": body.decode(),
+                                  "x-in": request.headers.get("x-in")}, headers={"x-out": "o"}, status=202)
+
+    async def moved(request):
+        raise web.HTTPFound("/echo")
+
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/moved", moved)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}"
+    await server.close()
+    from cfemu.context import close_client_session
+
+    await close_client_session()
+
+
+async def test_outbound_fetch(origin):
+    from cfemu.http import fetch
+
+    resp = await fetch(origin + "/echo?q=1", method="POST", body="hi", headers={"x-in": "i"})
+    assert resp.status == 202 and resp.ok
+    assert resp.headers.get("x-out") == "o"
+    assert await resp.json() == {"method": "POST", "path": "/echo?q=1", "body": "hi", "x-in": "i"}
+    followed = await fetch(origin + "/moved")
+    assert followed.status == 202 and followed.redirected and followed.url.endswith("/echo")
+    manual = await fetch(origin + "/moved", redirect="manual")
+    assert manual.status == 302 and manual.headers.get("location") == "/echo"
+    via_request = await fetch(Request(origin + "/echo", method="PUT", body=b"b"))
+    assert (await via_request.json())["body"] == "b"
+
+
+async def test_outbound_fetch_network_error():
+    import socket
+
+    from cfemu.http import fetch
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(JsTypeError) as info:
+        await fetch(f"http://127.0.0.1:{port}/")
+    assert str(info.value).startswith("Network connection lost.")
+    from cfemu.context import close_client_session
+
+    await close_client_session()

@@ -351,3 +351,69 @@ async def test_advance_rejects_going_backwards(tmp_path, write_worker):
     async with Runtime.from_config(write_worker(tmp_path, TIMERS)) as rt:
         with pytest.raises(ValueError):
             await rt.advance(-1)
+
+
+SDK = '''
+from js import (JSON, Date, Object, WebSocketPair, WebSocketRequestResponsePair, console, setInterval,
+                clearInterval)
+from pyodide.ffi import JsException, JsProxy, create_proxy, to_js
+from workers import DurableObject, Headers, Request, Response, WorkerEntrypoint, fetch, handler
+
+ticks = []
+interval = None
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        global interval
+        if request.path == "/interval":
+            interval = setInterval(lambda: ticks.append(Date.now()), 1000)
+            return Response("started")
+        if request.path == "/stop":
+            clearInterval(interval)
+            return Response("stopped")
+        console.log("hello", {"a": 1})
+        obj = Object.fromEntries([("a", 1), ("b", [1, 2])])
+        converted = to_js({"x": {"y": 1}}, dict_converter=Object.fromEntries)
+        proxy = create_proxy(lambda v: v * 2)
+        try:
+            JSON.parse("{bad")
+        except JsException as e:
+            parse_error = e.name
+        return Response.json({
+            "obj": [obj.a, obj["b"]],
+            "converted": converted.x["y"],
+            "proxy": [proxy(21), isinstance(proxy, JsProxy)],
+            "json": JSON.stringify({"k": [1, "é"]}),
+            "parse_error": parse_error,
+            "headers": Headers({"A": "1"}).get("a"),
+        })
+'''
+
+
+async def test_the_sdk_surface_worker_code_imports(tmp_path, write_worker, caplog):
+    async with Runtime.from_config(write_worker(tmp_path, SDK), start=START) as rt:
+        with caplog.at_level(logging.INFO, logger="cfemu.console"):
+            body = await (await rt.fetch("/")).json()
+        assert body == {"obj": [1, [1, 2]], "converted": 1, "proxy": [42, True], "json": '{"k":[1,"é"]}',
+                        "parse_error": "SyntaxError", "headers": "1"}
+        assert 'hello {"a": 1}' in caplog.text
+
+
+async def test_set_interval_on_the_virtual_clock(tmp_path, write_worker):
+    async with Runtime.from_config(write_worker(tmp_path, SDK), start=START) as rt:
+        ticks = rt.worker_module("worker").ticks
+        await rt.fetch("/interval")
+        await rt.advance(3.5)
+        assert ticks == [int(START * 1000) + 1000 * i for i in (1, 2, 3)]
+        await rt.fetch("/stop")
+        await rt.advance(10)
+        assert len(ticks) == 3
+
+
+async def test_sdk_modules_are_cfemu_s(tmp_path, write_worker):
+    import sys
+
+    async with Runtime.from_config(write_worker(tmp_path, SDK)):
+        assert sys.modules["workers"].__name__ == "cfemu.sdk.workers"
+        assert sys.modules["js"].__name__ == "cfemu.sdk.js"
+        assert sys.modules["pyodide.ffi"].__name__ == "cfemu.sdk.pyodide_ffi"
