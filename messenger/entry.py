@@ -25,7 +25,7 @@ from directory import Directory, directory
 from inbox import Inbox
 from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
 from presence import PresenceRoom, presence
-from protocol import BODIES, CLOSE, ERRORS, ProtocolError, validate
+from protocol import BODIES, ERRORS, ProtocolError, validate
 from rooms import ChatRoom
 from sockets import TRUSTED_USER_HEADER
 from store import py

@@ -24,7 +24,7 @@ from directory import directory
 from naming import dm_participants, is_public, may_join, valid_room
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
-from store import jget, jlist, jput, jput_many, py
+from store import jget, jlist, jput, jput_many
 
 __all__ = ["ChatRoom", "TYPING_MS", "REPLAY_LIMIT"]
 
