@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import inspect
 import math
-
-import apsw
-import msgpack
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import apsw
+import msgpack
 
 from ..errors import JsException, JsRangeError, JsTypeError
 from ..objects import JsObject, to_js_object
