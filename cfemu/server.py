@@ -204,25 +204,25 @@ class DevServer:
                     return
 
         writer = asyncio.ensure_future(pump_out())
+        close_frame: tuple[int, str] | None = None
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+            while True:
+                # receive() rather than `async for`, which swallows the close frame and its reason
+                msg = await ws.receive()
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     end.send(msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    end.send(msg.data)
-                elif msg.type == WSMsgType.ERROR:
+                elif msg.type == WSMsgType.CLOSE:
+                    close_frame = (msg.data or 1005, msg.extra or "")  # an empty close frame is 1005
+                    break
+                else:  # CLOSING, CLOSED, ERROR
                     break
         finally:
             self._sockets.discard(ws)
             if end.readyState < WebSocket.CLOSING:
-                code = ws.close_code
-                if code is None or code in (1005, 1006) or code == 1009:
-                    end._disconnect(1006 if code != 1009 else 1009, "")
+                if close_frame is not None:
+                    end._disconnect(*close_frame)  # the client's close, code and reason as sent
                 else:
-                    try:
-                        end.close(code, "")
-                    except Exception:  # noqa: BLE001 - a client close code the worker API rejects
-                        end._disconnect(1006, "")
+                    end._disconnect(1009 if ws.close_code == 1009 else 1006, "")
             await asyncio.sleep(0)
             if not writer.done():
                 writer.cancel()

@@ -46,6 +46,7 @@ async def test_fetch_options():
 async def test_websocket_client():
     async with Runtime.from_config(DEV) as rt:
         ws = await rt.websocket("/ws")
+        assert await ws.receive() == "welcome"
         await ws.send("hi")
         assert await ws.receive() == "echo: hi"
         await ws.send(b"ab")
@@ -55,6 +56,10 @@ async def test_websocket_client():
             await ws.receive()
         assert (info.value.code, info.value.reason) == (4000, "as asked")
         assert ws.closed
+        ws = await rt.websocket("/ws")
+        await ws.close(4001, "bye")
+        await rt.settle()
+        assert (await (await rt.fetch("/closes")).json())[-1] == [4001, "bye", True]
         with pytest.raises(AssertionError) as info:
             await rt.websocket("/nowhere")
         assert "expected a WebSocket upgrade (101), got 404: worker 404" in str(info.value)
@@ -72,6 +77,7 @@ async def test_state_survives_crash_and_restart(tmp_path):
     async with rt:
         await rt.fetch("/kv", method="PUT", body="durable")
         ws = await rt.websocket("/ws")
+        assert await ws.receive() == "welcome"
         await rt.crash()
         with pytest.raises(WebSocketClosed) as info:
             await ws.receive()

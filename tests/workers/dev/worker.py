@@ -4,6 +4,7 @@ from workers import Response, WorkerEntrypoint
 from version import VERSION
 
 crons = []
+closes = []
 
 
 class Default(WorkerEntrypoint):
@@ -30,6 +31,8 @@ class Default(WorkerEntrypoint):
             return Response(await self.env.KV.get("k") or "<none>")
         if path == "/crons":
             return Response.json(crons)
+        if path == "/closes":
+            return Response.json(closes)
         if path == "/boom":
             raise RuntimeError("boom")
         return Response("worker 404", status=404)
@@ -47,6 +50,8 @@ class Default(WorkerEntrypoint):
                 server.send(f"echo: {event.data}")
 
         server.addEventListener("message", on_message)
+        server.addEventListener("close", lambda event: closes.append([event.code, event.reason, event.wasClean]))
+        server.send("welcome")  # before the response: the client must still get it first
         return Response(None, status=101, web_socket=client)
 
     async def scheduled(self, controller, env, ctx):
