@@ -26,11 +26,12 @@ from inbox import Inbox
 from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
 from presence import PresenceRoom, presence
 from protocol import BODIES, ERRORS, ProtocolError, validate
+from ratelimit import RateLimiter
 from rooms import ChatRoom
 from sockets import TRUSTED_USER_HEADER
 from store import py
 
-__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "AIQuota", "ROUTES"]
+__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "AIQuota", "RateLimiter", "ROUTES"]
 
 MAX_BODY_BYTES = 16 * 1024
 # A valid hash of a random password, checked when the username is unknown so that sign-in takes the

@@ -1,12 +1,18 @@
-"""Exact rate limits whose counters live in Durable Object storage (so they survive eviction).
+"""Exact per-user rate limits whose counters live in Durable Object storage.
 
-`take(record, kind, now_ms)` is pure: the room stores the returned record in the same atomic put as
-the message it admits, so a limit can neither be skipped by a crash nor double-count a retry.
+`take(record, kind, now_ms)` is the pure sliding-window rule; `RateLimiter` is the per-user Durable
+Object that applies it, so a user's limit is exact across every room and survives eviction, reroute
+and restart of the rooms and of the limiter itself.
 """
 
 from __future__ import annotations
 
-__all__ = ["LIMITS", "take", "empty"]
+import json
+
+from js import Date
+from workers import DurableObject
+
+__all__ = ["LIMITS", "take", "empty", "RateLimiter"]
 
 # kind -> (max events, window ms).  Chat frames only: pings, typing and receipts are not counted.
 LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000)}
@@ -27,3 +33,17 @@ def take(record: dict | None, kind: str, now_ms: int) -> tuple[bool, dict, int]:
     recent.append(now_ms)
     record[kind] = recent
     return True, record, 0
+
+
+class RateLimiter(DurableObject):
+    """One per user (`env.LIMITER.getByName(user_id)`): the user's counters across every room."""
+
+    async def take(self, kind: str) -> str:
+        """Count one `kind` event now if allowed: JSON {"ok": bool, "retryAfterMs": int}."""
+        if kind not in LIMITS:
+            return json.dumps({"ok": False, "retryAfterMs": 0, "error": f"unknown limit {kind!r}"})
+        raw = await self.ctx.storage.get("rl")
+        allowed, record, retry = take(json.loads(raw) if raw else None, kind, Date.now())
+        if allowed:
+            await self.ctx.storage.put("rl", json.dumps(record))
+        return json.dumps({"ok": allowed, "retryAfterMs": retry})

@@ -18,13 +18,12 @@ import archive
 import bodies
 import bots
 import events
-import ratelimit
 import receipts
 from directory import directory
 from naming import dm_participants, is_public, may_join, valid_room
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
-from store import jget, jlist, jput, jput_many
+from store import jget, jlist, jput, jput_many, py
 
 __all__ = ["ChatRoom", "TYPING_MS", "REPLAY_LIMIT"]
 
@@ -147,19 +146,21 @@ class ChatRoom(SocketHost):
             send(ws, {"type": "ack", "cid": cid, "seq": known, "id": msg["id"] if msg else None,
                       "ts": msg["ts"] if msg else None, "duplicate": True})
             return
-        now = Date.now()
         bucket = "nudge" if frame["kind"] == "nudge" else "chat"
-        limits = await jget(storage, f"rl:{uid}")
-        allowed, limits, retry_ms = ratelimit.take(limits, bucket, now)
-        if not allowed:
+        verdict = py(await self.env.LIMITER.getByName(uid).take(bucket))
+        if not verdict["ok"]:
             events.emit(self.env, "rate_limited", blobs=(bucket,), user=uid)
-            raise ProtocolError("rate_limited", f"too many {bucket} frames; retry later", cid=cid, retryAfterMs=retry_ms)
+            raise ProtocolError("rate_limited", f"too many {bucket} frames; retry later", cid=cid,
+                                retryAfterMs=verdict["retryAfterMs"])
+        if await jget(storage, f"cid:{uid}:{cid}") is not None:
+            return  # the same cid raced in from another socket meanwhile; that one was acked
+        now = Date.now()
         content = {"kind": frame["kind"]}
         if frame["kind"] == "text":
             content["text"] = frame["text"]
         elif frame["kind"] == "wink":
             content["wink"] = frame["wink"]
-        msg = await self._append(uid, att.get("name", ""), cid, content, now, extra={f"rl:{uid}": limits})
+        msg = await self._append(uid, att.get("name", ""), cid, content, now)
         send(ws, {"type": "ack", "cid": cid, "seq": msg["seq"], "id": msg["id"], "ts": msg["ts"]})
         public = _public(msg)
         self._broadcast({"type": "msg", "message": public}, skip=ws)
@@ -170,13 +171,14 @@ class ChatRoom(SocketHost):
 
     async def _append(self, uid: str, name: str, cid: str, content: dict, now: int, extra: dict | None = None) -> dict:
         """Assign the next sequence and commit the message atomically; returns the stored record."""
-        seq = self.seq + 1
+        # Reserve the number before awaiting: nothing else can take it even if another event runs
+        # meanwhile; a failed write resets the object, which reloads the counter from storage.
+        seq = self.seq = self.seq + 1
         msg = {"seq": seq, "id": uuid.uuid4().hex, "cid": cid, "from": uid, "name": name, "kind": content["kind"],
                "ts": now, "body": bodies.seal_body(content)}
         batch = {"meta": {"seq": seq}, _mkey(seq): msg, f"cid:{uid}:{cid}": seq}
         batch.update(extra or {})
         await jput_many(self.ctx.storage, batch)
-        self.seq = seq
         return msg
 
     def _after(self, coro) -> None:

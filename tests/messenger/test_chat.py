@@ -134,19 +134,27 @@ async def test_acknowledged_messages_survive_a_crash(rt):
     assert (await say(a, "after restart"))["seq"] == 5
 
 
-async def test_rate_limits_hold_across_reroute_and_restart(rt):
-    alice = await login(rt, "alice")
+async def test_rate_limits_are_per_user_across_rooms_and_hold_across_reroute_and_restart(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
     a, _ = await room(rt, "general", alice)
-    for i in range(10):
+    for i in range(8):
         await say(a, f"m{i}")
+    m, _ = await room(rt, "music", alice)
+    for i in range(2):
+        await say(m, f"music {i}")
     await rt.reroute("CHAT", "general")  # connections drop, as when an object moves
+    await rt.reroute("LIMITER", "ualice")
     a, _ = await room(rt, "general", alice)
     for i in range(5):
         await say(a, f"n{i}")
-    await a.send(json.dumps({"type": "send", "cid": "over", "kind": "text", "text": "too many"}))
-    err, _ = await frames_until(a, "error")
-    assert err["code"] == "rate_limited" and err["cid"] == "over" and err["retryAfterMs"] > 0
+    for ws in (a, m):  # 15 in 60 s across both rooms: the 16th is refused in either
+        await ws.send(json.dumps({"type": "send", "cid": "over", "kind": "text", "text": "too many"}))
+        err, _ = await frames_until(ws, "error")
+        assert err["code"] == "rate_limited" and err["cid"] == "over" and err["retryAfterMs"] > 0
+    b, _ = await room(rt, "general", bob)
+    await say(b, "bob is not limited by alice")
     await a.send('{"type":"ping"}')  # pings and typing do not count
+    await a.send('{"type":"typing"}')
     await rt.crash()
     await rt.restart()
     alice = await login(rt, "alice")
@@ -157,7 +165,9 @@ async def test_rate_limits_hold_across_reroute_and_restart(rt):
     await rt.advance(61)
     alice = await login(rt, "alice")
     a, _ = await room(rt, "general", alice)
-    assert (await say(a, "the window has passed"))["seq"] == 16
+    assert (await say(a, "the window has passed"))["seq"] == 15
+    page = await api(rt, "GET", "/api/rooms/general/history", alice["accessToken"])
+    assert [m["cid"] for m in page["messages"]].count("over") == 0
 
 
 async def test_nudges_are_limited_to_one_per_five_seconds_and_reach_the_other_side(rt):
