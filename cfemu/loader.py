@@ -32,7 +32,9 @@ __all__ = ["WorkerCode", "load_worker", "fingerprint", "install_sdk_modules"]
 _lock = threading.RLock()
 _cache: dict[tuple[Path, Path], WorkerCode] = {}
 _real_import = builtins.__import__
-_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "static", "public", ".cfemu", ".wrangler"}
+# (a virtual environment beside worker.py would otherwise be walked on every runtime start)
+_SKIP_DIRS = {"__pycache__", "node_modules", ".git", ".venv", "venv", "site-packages", "__pypackages__", "static",
+              "public", ".cfemu", ".wrangler"}
 
 
 @dataclass

@@ -170,3 +170,13 @@ def test_a_failed_load_then_a_fix(tmp_path):
         load_worker(main)
     main.write_text("X = 'fixed'\n")
     assert load_worker(main).get("X") == "fixed"
+
+
+def test_the_fingerprint_skips_environments_and_state(tmp_path):
+    from cfemu.loader import fingerprint
+
+    _worker(tmp_path, {"worker.py": "X = 1\n", "lib/mod.py": ""})
+    for skipped in ("venv/lib/site-packages/pkg", ".venv/lib", ".cfemu/state", "node_modules/x", "__pycache__"):
+        (tmp_path / skipped).mkdir(parents=True)
+        (tmp_path / skipped / "big.py").write_text("")
+    assert [Path(p).relative_to(tmp_path).as_posix() for p, _, _ in fingerprint(tmp_path)] == ["worker.py", "lib/mod.py"]
