@@ -84,6 +84,17 @@ async def test_http_round_trip(server):
             assert (resp.status, await resp.text()) == (404, "worker 404")
 
 
+async def test_streamed_responses_large_bodies_and_head(server):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url + "/stream") as resp:
+            assert resp.status == 200 and resp.headers.get("transfer-encoding") == "chunked"
+            assert await resp.text() == "chunk0;chunk1;chunk2;"
+        async with session.post(server.url + "/size", data=b"x" * 3_000_000) as resp:
+            assert await resp.text() == "3000000"
+        async with session.head(server.url + "/") as resp:
+            assert resp.status == 200 and await resp.read() == b""
+
+
 def test_request_log_lines(server):
     mark = server.mark()
     _get(server.url + "/echo?q=2")

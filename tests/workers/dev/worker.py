@@ -31,6 +31,13 @@ class Default(WorkerEntrypoint):
             return Response(await self.env.KV.get("k") or "<none>")
         if path == "/crons":
             return Response.json(crons)
+        if path == "/stream":
+            async def chunks():
+                for i in range(3):
+                    yield f"chunk{i};"
+            return Response(chunks(), headers={"content-type": "text/plain"})
+        if path == "/size":
+            return Response(str(len(await request.bytes())))
         if path == "/closes":
             return Response.json(closes)
         if path == "/boom":
