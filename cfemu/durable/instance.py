@@ -57,6 +57,7 @@ class ObjectInstance:
         self.closed = False
         self._commit_scheduled = False
         self._held: list[Callable[[], None]] = []
+        self._waiters: list[asyncio.Future] = []  # output gates waiting for a deferred commit
         self._blockers = 0
         self._gate = asyncio.Event()
         self._gate.set()
@@ -67,8 +68,11 @@ class ObjectInstance:
         if handle.fail_next_commit:
             handle.fail_next_commit = False
             self.engine.fail_next_commit()
+        clock = handle.service.host.clock
         self.storage = DurableObjectStorage(self.engine, sqlite_backed=handle.namespace.info.sqlite,
-                                            on_alarm_change=handle.alarm_changed, on_sync=self.output_gate)
+                                            on_alarm_change=handle.alarm_changed, on_sync=self.output_gate,
+                                            now_ms=clock.now_ms,
+                                            block_concurrency_while=lambda fn: self.state.blockConcurrencyWhile(fn))
         self.state = DurableObjectState(self)
         cls = handle.namespace.resolve_class()
         token = current_object.set(self)
@@ -97,19 +101,29 @@ class ObjectInstance:
         if self.closed or not self.engine.in_transaction:
             return
         try:
-            self.engine.commit()
+            committed = self.engine.commit()
         except Exception as error:  # noqa: BLE001 - any failed commit resets the object
             log.error("Durable Object %s: storage commit failed; resetting it", self.handle.id, exc_info=error)
             self.reset(error if isinstance(error, JsException) else JsException(str(error)))
             return
+        if committed is False:
+            return  # a transaction() is still open: the engine calls on_dirty again when it closes
         held, self._held = self._held, []
         for deliver in held:
             deliver()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def output_gate(self) -> None:
         """Wait until every write made so far is durable (commit now if one is pending)."""
         if not self.closed and self.engine.in_transaction:
             self._commit()
+            if not self.closed and self.engine.in_transaction:
+                waiter = self.loop.create_future()
+                self._waiters.append(waiter)
+                await waiter
         if self.broken is not None:
             raise self.broken
 
@@ -226,6 +240,10 @@ class ObjectInstance:
             return
         self.broken = error
         self._held.clear()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
         self.close(commit=False)
         for ws in list(self.standard_sockets):
             ws._disconnect(1011, "")
