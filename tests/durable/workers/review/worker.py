@@ -1,0 +1,212 @@
+"""Durable Objects used by the review tests (tests/durable/test_review_*.py).
+
+Module-level state lets a test hold an event open (GATES) and see what ran (LOG).
+"""
+
+import asyncio
+
+from js import Date, WebSocketPair, setTimeout
+from workers import DurableObject, Response, WorkerEntrypoint
+
+GATES = {}
+LOG = []
+CONSTRUCTED = {"Probe": 0, "SlowInit": 0}
+
+
+def gate(name):
+    """An asyncio.Event the test opens with `GATES[name].set()`."""
+    if name not in GATES:
+        GATES[name] = asyncio.Event()
+    return GATES[name]
+
+
+async def vsleep(ms):
+    """Sleep on the runtime clock (virtual in tests)."""
+    future = asyncio.get_running_loop().create_future()
+    setTimeout(lambda: future.done() or future.set_result(None), ms)
+    await future
+
+
+class Probe(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        CONSTRUCTED["Probe"] += 1
+        self.memory = 0
+
+    # -- plain storage -------------------------------------------------------------------------
+
+    async def read(self, key):
+        return await self.ctx.storage.get(key)
+
+    async def write(self, key, value):
+        await self.ctx.storage.put(key, value)
+
+    async def append(self, item):
+        items = await self.ctx.storage.get("log") or []
+        items.append(item)
+        await self.ctx.storage.put("log", items)
+        return len(items)
+
+    async def put_then_raise(self, key):
+        await self.ctx.storage.put(key, "written")
+        raise ValueError("raised after a write")
+
+    def bump(self):
+        self.memory += 1
+        return self.memory
+
+    # -- sync vs coroutine RPC -------------------------------------------------------------------
+
+    def sync_value(self, x):
+        return {"sync": x}
+
+    async def async_value(self, x):
+        await asyncio.sleep(0)
+        return {"async": x}
+
+    def returns_coroutine(self, x):
+        return self.async_value(x)
+
+    # -- gates -----------------------------------------------------------------------------------
+
+    async def hold(self, name):
+        """blockConcurrencyWhile around a wait the test controls; then records `phase`."""
+
+        async def body():
+            await gate(name).wait()
+            await self.ctx.storage.put("phase", name)
+            return name
+
+        return await self.ctx.blockConcurrencyWhile(body)
+
+    async def wait_for(self, name):
+        """An event that stays in flight until the test opens GATES[name]."""
+        LOG.append(("started", name))
+        await gate(name).wait()
+        LOG.append(("finished", name))
+        return name
+
+    async def delete_alarm_then_wait(self, name):
+        await self.ctx.storage.deleteAlarm()
+        await gate(name).wait()
+
+    def abort_then_continue(self):
+        self.ctx.abort("stop here")
+        LOG.append(("after abort",))
+
+    async def bcw_forever(self):
+        async def body():
+            await vsleep(10 * 60 * 1000)
+
+        await self.ctx.blockConcurrencyWhile(body)
+        return "done"
+
+    # -- alarms ----------------------------------------------------------------------------------
+
+    async def set_alarm(self, when_ms, mode="record"):
+        await self.ctx.storage.put("mode", mode)
+        await self.ctx.storage.setAlarm(when_ms)
+
+    async def get_alarm(self):
+        return await self.ctx.storage.getAlarm()
+
+    async def delete_alarm(self):
+        await self.ctx.storage.deleteAlarm()
+
+    async def alarm(self, info=None):
+        mode = await self.ctx.storage.get("mode") or "record"
+        runs = await self.ctx.storage.get("runs") or []
+        runs.append({"at": Date.now(), "retryCount": info["retryCount"] if info else None})
+        await self.ctx.storage.put("runs", runs)
+        LOG.append(("alarm", mode, len(runs)))
+        if mode == "rearm" and len(runs) == 1:
+            # a new alarm set inside the handler, which then keeps running for 2 s
+            await self.ctx.storage.setAlarm(Date.now() + 1000)
+            await vsleep(2000)
+        elif mode == "rearm_now" and len(runs) == 1:
+            await self.ctx.storage.setAlarm(Date.now())
+        elif mode == "hang" and len(runs) == 1:
+            await gate("alarm-hang").wait()
+
+    # -- fetch / WebSockets ----------------------------------------------------------------------
+
+    async def fetch(self, request):
+        url = request.url
+        if request.headers.get("upgrade") == "websocket":
+            client, server = WebSocketPair.new().object_values()
+            if "std" in url:
+                server.accept()
+
+                async def on_message(event):
+                    server.send(f"phase={await self.ctx.storage.get('phase')}")
+
+                server.addEventListener("message", on_message)
+            else:
+                tags = url.split("tags=", 1)[1].split(",") if "tags=" in url else []
+                self.ctx.acceptWebSocket(server, tags)
+                server.serializeAttachment({"tags": tags})
+            return Response(None, status=101, web_socket=client)
+        body = await request.text() if request.method not in ("GET", "HEAD") else ""
+        return Response(f"{request.method} {url} {request.headers.get('x-probe')} {body}")
+
+    async def webSocketMessage(self, ws, message):
+        if message == "tags":
+            ws.send(",".join(self.ctx.getTags(ws)))
+        elif message.startswith("count:"):
+            tag = message[len("count:"):]
+            ws.send(str(len(self.ctx.getWebSockets(tag))))
+        elif message == "attachment":
+            ws.send(repr(ws.deserializeAttachment()))
+        elif message == "constructed":
+            ws.send(str(CONSTRUCTED["Probe"]))
+        elif message == "big-attachment":
+            try:
+                ws.serializeAttachment("x" * 17000)
+                ws.send("accepted")
+            except Exception as error:  # noqa: BLE001
+                ws.send(f"{type(error).__name__}")
+        elif message == "close-me":
+            ws.close(4001, "bye")
+
+    async def webSocketError(self, ws, error):
+        await self.ctx.storage.put("ws_error", str(error))
+
+    async def webSocketClose(self, ws, code, reason, was_clean):
+        await self.ctx.storage.put("ws_closed", [code, reason, was_clean])
+
+    async def accept_many_tags(self, tags):
+        client, server = WebSocketPair.new().object_values()
+        self.ctx.acceptWebSocket(server, tags)
+        return self.ctx.getTags(server)
+
+
+class KvProbe(DurableObject):
+    async def write(self, key, value):
+        await self.ctx.storage.put(key, value)
+
+    async def clear(self):
+        await self.ctx.storage.deleteAll()
+
+
+class SlowInit(DurableObject):
+    def __init__(self, ctx, env):
+        super().__init__(ctx, env)
+        CONSTRUCTED["SlowInit"] += 1
+        self.ready = False
+        ctx.blockConcurrencyWhile(self._load)
+
+    async def _load(self):
+        await gate("slow-init").wait()
+        self.loaded = await self.ctx.storage.get("loaded") or 0
+        await self.ctx.storage.put("loaded", self.loaded + 1)
+        self.ready = True
+
+    def is_ready(self):
+        return self.ready
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        path = request.url.split("/", 3)[3]
+        name, _, _rest = path.partition("/")
+        return await self.env.PROBE.getByName(name).fetch(request)
