@@ -23,6 +23,10 @@ __all__ = ["PresenceRoom", "presence", "KV_TTL_S", "visible_status"]
 
 KV_TTL_S = 120
 KV_REFRESH_MS = 60_000
+# A user whose last socket closes stays "online" this long, so a page reload or a quick reconnect
+# never shows as offline-then-online (no flicker).  Dead connections get no grace: the heartbeat
+# sweep already waited 90 s for them.
+OFFLINE_GRACE_MS = 5_000
 
 
 def presence(env):
@@ -45,13 +49,25 @@ class PresenceRoom(SocketHost):
     kind = "presence"
 
     async def fetch(self, request):
+        await self._load_grace()
         return await self._accept(request, {})
 
+    async def _load_grace(self) -> None:
+        if getattr(self, "_grace", None) is None:
+            self._grace = await jget(self.ctx.storage, "grace") or {}
+
+    async def _save_grace(self) -> None:
+        await jput(self.ctx.storage, "grace", self._grace)
+
     def _online_users(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+        """Users with a live socket (their socket count), plus users inside the offline grace (0)."""
+        counts: dict[str, int] = {uid: 0 for uid in (getattr(self, "_grace", None) or {})}
         for _, att in self._sockets():
             counts[att["uid"]] = counts.get(att["uid"], 0) + 1
         return counts
+
+    def _extra_deadline(self) -> int | None:
+        return min((getattr(self, "_grace", None) or {}).values(), default=None)
 
     async def _profile(self, uid: str) -> dict:
         return await jget(self.ctx.storage, f"p:{uid}") or {}
@@ -85,7 +101,10 @@ class PresenceRoom(SocketHost):
 
     async def _authenticated(self, ws, att: dict, claims: dict, frame: dict) -> None:
         uid = claims["sub"]
+        await self._load_grace()
         was_online = uid in self._online_users()
+        if self._grace.pop(uid, None) is not None:
+            await self._save_grace()  # back within the grace: nobody saw them leave
         self._admit(ws, att, claims)
         try:
             await directory(self.env).noteRoom(claims["sid"], "presence")
@@ -114,6 +133,7 @@ class PresenceRoom(SocketHost):
         return out
 
     async def webSocketMessage(self, ws, message) -> None:
+        await self._load_grace()
         att = attachment(ws)
         att["last"] = Date.now()
         save(ws, att)
@@ -135,6 +155,7 @@ class PresenceRoom(SocketHost):
 
     async def setStatus(self, uid: str, changes_json: str) -> str:
         """RPC (and the `status` frame): change state, personal message or display name."""
+        await self._load_grace()
         changes = json.loads(changes_json)
         profile = await self._profile(uid)
         for field, key in (("state", "state"), ("message", "message"), ("name", "name")):
@@ -146,6 +167,7 @@ class PresenceRoom(SocketHost):
 
     async def snapshot(self) -> str:
         """RPC: {user id: {status, message, name}} as other users see it."""
+        await self._load_grace()
         online = self._online_users()
         out = {}
         for uid, profile in [(k[2:], v) for k, v in await jlist(self.ctx.storage, prefix="p:")]:
@@ -174,6 +196,7 @@ class PresenceRoom(SocketHost):
         return json.dumps({"ok": True})
 
     async def _after_closes(self) -> None:
+        await self._load_grace()
         dropped, self._dropped = getattr(self, "_dropped", set()), set()
         online = self._online_users()
         for uid in dropped:
@@ -181,13 +204,23 @@ class PresenceRoom(SocketHost):
                 await self._publish(uid)
 
     async def _on_alarm(self, now: int) -> int | None:
+        await self._load_grace()
+        due = [uid for uid, until in self._grace.items() if until <= now]
+        for uid in due:
+            del self._grace[uid]
+        if due:
+            await self._save_grace()
+            online = self._online_users()
+            for uid in due:
+                if uid not in online:
+                    await self._publish(uid)
         # Keep the KV mirror of online users fresh (its TTL is what bounds staleness).
         last = getattr(self, "_mirrored", 0)
         if now - last >= KV_REFRESH_MS:
             self._mirrored = now
             for uid in self._online_users():
                 await self._mirror(uid, await self._entry(uid, True))
-        return None
+        return self._extra_deadline()
 
     async def webSocketClose(self, ws, code, reason, wasClean) -> None:
         att = attachment(ws)
@@ -205,5 +238,8 @@ class PresenceRoom(SocketHost):
             import events
 
             events.emit(self.env, "ws_disconnect", blobs=(self.kind, str(code)), user=att["uid"])
+            await self._load_grace()
             if att["uid"] not in self._online_users():
-                await self._publish(att["uid"])
+                self._grace[att["uid"]] = Date.now() + OFFLINE_GRACE_MS
+                await self._save_grace()
+                await self._schedule()

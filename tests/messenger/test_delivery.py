@@ -50,6 +50,24 @@ async def test_presence_online_multi_tab_states_and_heartbeat_timeout(rt):
     assert (await api(rt, "GET", "/api/presence/ubob", alice["accessToken"]))["status"] == "offline"
 
 
+async def test_presence_does_not_flicker_on_a_quick_reconnect_and_goes_offline_after_a_clean_leave(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    pa, _ = await presence_socket(rt, alice)
+    pb, _ = await presence_socket(rt, bob)
+    await frames_until(pa, "presence")  # bob online
+    await pb.close()  # a page reload: the last socket closes...
+    await rt.advance(2)
+    pb, _ = await presence_socket(rt, bob)  # ...and comes back within the grace
+    await rt.advance(10)
+    await pa.send('{"type":"ping"}')
+    assert _status(drain(pa), "ubob") == []  # never shown offline
+    await pb.close()
+    await rt.advance(4)
+    assert _status(drain(pa), "ubob") == []
+    await rt.advance(1.5)
+    assert _status(drain(pa), "ubob") == ["offline"]
+
+
 @needs("queues")
 async def test_offline_dm_goes_through_the_queue_to_the_inbox_and_arrives_at_next_sign_in(rt):
     alice = await login(rt, "alice")
