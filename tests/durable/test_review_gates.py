@@ -68,13 +68,12 @@ async def test_queued_event_waits_for_a_block_started_by_an_earlier_queued_event
     mod.gate("first").set()
     await spin()
     assert await first == "first"
-    try:
-        # The second event started its own blockConcurrencyWhile: the reader must still wait.
-        assert not reader.done()
-    finally:
-        mod.gate("second").set()
-        await spin()
+    # The second event started its own blockConcurrencyWhile: the reader must still wait.
+    reader_waited = not reader.done()
+    mod.gate("second").set()
+    await spin()
     assert await second == "second"
+    assert reader_waited
     assert await reader == "second"
 
 
@@ -88,12 +87,11 @@ async def test_standard_websocket_message_waits_for_block_concurrency_while(cfem
     await spin()
     await ws.send("what phase?")
     await spin()
-    try:
-        assert ws.pending() == []  # not delivered while the object is blocked
-    finally:
-        mod.gate("h").set()
-        await spin()
+    early = ws.pending()  # nothing may be delivered while the object is blocked
+    mod.gate("h").set()
+    await spin()
     await held
+    assert early == []
     assert await ws.receive() == "phase=h"
 
 
