@@ -74,4 +74,11 @@ async def test_two_users_chat_nudge_and_offline_delivery_in_a_browser(tmp_path, 
         await bob2.locator(".chat .msg:has-text('call me when you are back')").wait_for(timeout=15_000)
         assert await bob2.locator(".chat .msg:has-text('call me when you are back')").count() == 1
         assert alice.errors == [] and bob2.errors == []
+
+        # Signing out everywhere from one tab shows the session-expired dialog in the other.
+        bob_tab2 = await _sign_in(browser, server.url, "bob")
+        await bob2.click("#signout-all")
+        await bob2.wait_for_selector("#signin:not([hidden])")
+        await bob_tab2.wait_for_selector("dialog#expired[open]", timeout=10_000)
+        assert "signed out" in await bob_tab2.text_content("#expired-reason")
         await browser.close()
