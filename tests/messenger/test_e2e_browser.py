@@ -82,3 +82,33 @@ async def test_two_users_chat_nudge_and_offline_delivery_in_a_browser(tmp_path, 
         await bob_tab2.wait_for_selector("dialog#expired[open]", timeout=10_000)
         assert "signed out" in await bob_tab2.text_content("#expired-reason")
         await browser.close()
+
+
+async def test_the_client_refreshes_its_token_before_expiry_and_reauthenticates_its_sockets(tmp_path, dev_server):
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await (await browser.new_context()).new_page()
+        await page.clock.install()
+        frames: list[str] = []
+        refreshed = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(f if isinstance(f, str) else f.get("payload", ""))))
+        page.on("request", lambda r: refreshed.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+        await page.goto(server.url)
+        await page.fill("input[name=username]", "alice")
+        await page.fill("input[name=password]", "alice-demo")
+        await page.click("#signin-submit")
+        await page.wait_for_selector(".group .buddy")
+        await _open(page, "General", "general")
+        auths_before = sum('"type":"auth"' in f for f in frames)
+        await page.clock.run_for(19 * 60 * 1000 + 5000)  # the browser's clock: one minute before expiry
+        await page.wait_for_function("() => JSON.parse(localStorage.getItem('cfm.session')).receivedAt > 0")
+        for _ in range(50):
+            if refreshed and sum('"type":"auth"' in f for f in frames) >= auths_before + 2:
+                break
+            await page.wait_for_timeout(100)
+        assert refreshed, "no refresh request"
+        assert sum('"type":"auth"' in f for f in frames) >= auths_before + 2  # presence + room re-authenticated
+        await browser.close()
