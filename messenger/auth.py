@@ -61,7 +61,12 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=length, maxmem=64 * 1024 * 1024)
+    if hasattr(hashlib, "scrypt"):
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=length, maxmem=64 * 1024 * 1024)
+    # A Python built without OpenSSL's scrypt (possible in Pyodide): the same KDF from `cryptography`.
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(password.encode())
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:

@@ -91,3 +91,11 @@ def test_refresh_rotation_and_reuse_detection(auth):
     assert auth.check_refresh(None, new_token, NOW) == "invalid"
     for junk in (None, "", "nodot", "a.b.c", "short.x", "x" * 300):
         assert auth.refresh_session_id(junk) is None
+
+
+def test_scrypt_fallback_through_cryptography_gives_the_same_hash(auth, monkeypatch):
+    import hashlib
+
+    stored = auth.DEMO_ACCOUNTS[1]["hash"]
+    monkeypatch.delattr(hashlib, "scrypt")
+    assert auth.verify_password("bob-demo", stored)
