@@ -5,7 +5,7 @@ Module-level state lets a test hold an event open (GATES) and see what ran (LOG)
 
 import asyncio
 
-from js import Date, WebSocketPair, setTimeout
+from js import Date, WebSocketPair, WebSocketRequestResponsePair, setTimeout
 from workers import DurableObject, Response, WorkerEntrypoint
 
 GATES = {}
@@ -178,6 +178,20 @@ class Probe(DurableObject):
         client, server = WebSocketPair.new().object_values()
         self.ctx.acceptWebSocket(server, tags)
         return self.ctx.getTags(server)
+
+
+    def accept_after_accept(self):
+        client, server = WebSocketPair.new().object_values()
+        server.accept()
+        self.ctx.acceptWebSocket(server)
+
+    def set_auto_response(self, request_len, response_len):
+        pair = WebSocketRequestResponsePair.new("q" * request_len, "r" * response_len)
+        self.ctx.setWebSocketAutoResponse(pair)
+
+    def set_event_timeout(self, ms):
+        self.ctx.setHibernatableWebSocketEventTimeout(ms)
+        return self.ctx.getHibernatableWebSocketEventTimeout()
 
 
 class KvProbe(DurableObject):
