@@ -250,6 +250,9 @@ class ChatRoom(SocketHost):
     async def _typing(self, ws, att: dict) -> None:
         now = Date.now()
         typing = await jget(self.ctx.storage, "typing") or {}
+        current = typing.get(att["uid"])
+        if current and current["until"] - now > TYPING_MS - 1000:
+            return  # announced less than a second ago: no write, no broadcast (typing is not rate-limited)
         typing[att["uid"]] = {"name": att.get("name", ""), "until": now + TYPING_MS}
         await jput(self.ctx.storage, "typing", typing)
         self._typing_due = min(v["until"] for v in typing.values())
