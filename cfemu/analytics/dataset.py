@@ -15,6 +15,7 @@ from . import errors as E
 __all__ = ["AnalyticsEngineDataset", "validate_point", "InvocationCounter", "current_invocation"]
 
 _BLOB_TYPES = (str, bytes, bytearray, memoryview)
+_FIELDS = frozenset(("blobs", "doubles", "indexes"))
 
 
 def _as_list(point: dict, field: str) -> list:
@@ -38,51 +39,101 @@ def _blob_bytes(value: Any, field: str, i: int) -> bytes | None:
     raise JsTypeError(E.BAD_BLOB.format(field=field, i=i, type=type(value).__name__))
 
 
+def _utf8_size(text: str) -> int:
+    """UTF-8 size of `text`, or -1 when it holds lone surrogates (which cannot be stored as they are)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return -1
+
+
+def _blobs(values: list) -> list[str]:
+    """Blob values as stored strings, checking types and the cumulative byte size."""
+    total = 0
+    converted: list[str] | None = None
+    for i, value in enumerate(values):
+        if type(value) is str:
+            # len() is the UTF-8 size for ASCII text; only other text needs encoding to be measured
+            size = len(value) if value.isascii() else _utf8_size(value)
+            if size >= 0:
+                total += size
+                if converted is not None:
+                    converted.append(value)
+                continue
+        if converted is None:
+            converted = list(values[:i])
+        raw = _blob_bytes(value, "blobs", i)
+        if raw is None:
+            converted.append("")  # the columns are not nullable: a missing blob reads as ''
+            continue
+        total += len(raw)
+        # ClickHouse strings hold any bytes; DuckDB's VARCHAR needs UTF-8, so invalid bytes (and lone
+        # surrogates) become U+FFFD.
+        converted.append(raw.decode("utf-8", "replace"))
+    if total > E.MAX_BLOB_BYTES:
+        raise JsTypeError(E.BLOBS_TOO_BIG)
+    return values if converted is None else converted
+
+
+def _doubles(values: list) -> list[float]:
+    for value in values:
+        if type(value) is not float:
+            break
+    else:
+        return values
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise JsTypeError(E.BAD_DOUBLE.format(i=i, type=type(value).__name__))
+        try:
+            out.append(float(value))
+        except OverflowError:  # an int beyond a double's range becomes ±Infinity, as Number(n) would
+            out.append(math.copysign(math.inf, value))
+    return out
+
+
 def validate_point(point: Any) -> tuple[str, list[str], list[float]]:
-    """Check a data point in workerd's order (indexes, blobs, doubles); return (index1, blobs, doubles)."""
+    """Check a data point in workerd's order (indexes, blobs, doubles); return (index1, blobs, doubles).
+
+    The returned lists may be the caller's own (when nothing needed converting): copy before keeping.
+    """
     if point is None:
         return "", [], []
     if not isinstance(point, dict):
         raise JsTypeError(E.NOT_A_DICT)
-    for field in point:
-        if field not in ("blobs", "doubles", "indexes"):
-            raise JsTypeError(E.UNKNOWN_FIELD.format(field=field))
-    indexes = _as_list(point, "indexes")
-    if len(indexes) > E.MAX_INDEXES:
-        raise JsTypeError(E.TOO_MANY_INDEXES)
+    for key in point:
+        if key not in _FIELDS:
+            raise JsTypeError(E.UNKNOWN_FIELD.format(field=key))
     index1 = ""
+    indexes = point.get("indexes")
     if indexes:
-        raw = _blob_bytes(indexes[0], "indexes", 0)
-        if raw is not None:
-            if len(raw) > E.MAX_INDEX_BYTES:
-                raise JsTypeError(E.INDEX_TOO_BIG)
-            index1 = raw.decode("utf-8", "replace")
-    blobs_in = _as_list(point, "blobs")
-    if len(blobs_in) > E.MAX_BLOBS:
-        raise JsTypeError(E.TOO_MANY_BLOBS)
-    blobs: list[str] = []
-    total = 0
-    for i, value in enumerate(blobs_in):
-        raw = _blob_bytes(value, "blobs", i)
-        if raw is None:
-            blobs.append("")  # the columns are not nullable: a missing blob reads as ''
-            continue
-        total += len(raw)
-        if total > E.MAX_BLOB_BYTES:
-            raise JsTypeError(E.BLOBS_TOO_BIG)
-        # ClickHouse strings hold any bytes; DuckDB's VARCHAR needs UTF-8, so invalid bytes become U+FFFD.
-        blobs.append(value if isinstance(value, str) else raw.decode("utf-8", "replace"))
-    doubles_in = _as_list(point, "doubles")
-    if len(doubles_in) > E.MAX_DOUBLES:
-        raise JsTypeError(E.TOO_MANY_DOUBLES)
-    doubles: list[float] = []
-    for i, value in enumerate(doubles_in):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise JsTypeError(E.BAD_DOUBLE.format(i=i, type=type(value).__name__))
-        try:
-            doubles.append(float(value))
-        except OverflowError:  # an int beyond a double's range becomes ±Infinity, as Number(n) would
-            doubles.append(math.copysign(math.inf, value))
+        indexes = _as_list(point, "indexes")
+        if len(indexes) > E.MAX_INDEXES:
+            raise JsTypeError(E.TOO_MANY_INDEXES)
+        if indexes:
+            raw = _blob_bytes(indexes[0], "indexes", 0)
+            if raw is not None:
+                if len(raw) > E.MAX_INDEX_BYTES:
+                    raise JsTypeError(E.INDEX_TOO_BIG)
+                index1 = raw.decode("utf-8", "replace")
+    elif indexes is not None:
+        _as_list(point, "indexes")
+    blobs = point.get("blobs")
+    if blobs is None or blobs == []:
+        blobs = []
+    else:
+        blobs = _as_list(point, "blobs")
+        if len(blobs) > E.MAX_BLOBS:
+            raise JsTypeError(E.TOO_MANY_BLOBS)
+        blobs = _blobs(blobs)
+    doubles = point.get("doubles")
+    if doubles is None or doubles == []:
+        doubles = []
+    else:
+        doubles = _as_list(point, "doubles")
+        if len(doubles) > E.MAX_DOUBLES:
+            raise JsTypeError(E.TOO_MANY_DOUBLES)
+        doubles = _doubles(doubles)
     return index1, blobs, doubles
 
 
@@ -112,6 +163,8 @@ def current_invocation() -> Any:
     hook: Callable[[], Any] | None = getattr(context, "current_invocation", None)
     if hook is not None:
         return hook()
+    if context.current_runtime() is None:
+        return None  # not inside any event of a runtime (e.g. a test or script writing directly)
     codes = _dispatch_frames()
     frame = sys._getframe(2)
     while frame is not None:

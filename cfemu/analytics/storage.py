@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import threading
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,9 @@ class AnalyticsStore:
         self.read_only = read_only
         self._con: duckdb.DuckDBPyConnection | None = None
         self._oldest: dict[str, _dt.datetime | None] = {}
+        # The connection object itself is used by the writer thread and by queries' retention runs;
+        # reads go through cursors (separate connections), which DuckDB lets run concurrently.
+        self._lock = threading.RLock()
         if read_only and not self.path.exists():
             return  # nothing was ever written: every table is unknown
         if not read_only:
@@ -81,14 +86,19 @@ class AnalyticsStore:
     def tables(self) -> list[str]:
         if self._con is None:
             return []
-        rows = self._con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
-        ).fetchall()
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def ensure_table(self, dataset: str) -> None:
         if self._con is None or self.read_only:
             return
+        with self._lock:
+            self._create(dataset)
+
+    def _create(self, dataset: str) -> None:
         blob_cols = ", ".join(f"{b} VARCHAR NOT NULL DEFAULT ''" for b in BLOBS)
         double_cols = ", ".join(f"{d} DOUBLE NOT NULL DEFAULT 0" for d in DOUBLES)
         literal = "'" + dataset.replace("'", "''") + "'"
@@ -101,35 +111,38 @@ class AnalyticsStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def insert(self, dataset: str, rows: list[tuple]) -> None:
+    def insert(self, dataset: str, rows: list[tuple], *, blobs: int = N, doubles: int = N) -> None:
         """Insert rows `(epoch_seconds, index1, blob1..blob20, double1..double20)` in one statement.
 
-        Columns whose values are all the default ('' or 0) in this batch are left to the default,
-        which keeps the per-batch conversion cost proportional to the columns actually used.
+        Only the first `blobs` blob and `doubles` double columns are sent (the caller knows how many
+        its points used); the others take their defaults ('' and 0).  Each column goes over as one
+        list parameter and is unnested by DuckDB, so the batch costs one statement.
         """
+        with self._lock:
+            self._insert(dataset, rows, blobs, doubles)
+
+    def _insert(self, dataset: str, rows: list[tuple], blobs: int, doubles: int) -> None:
         if not rows or self._con is None:
             return
-        columns = list(zip(*rows))
+        used = [0, 1, *range(2, 2 + blobs), *range(2 + N, 2 + N + doubles)]
         names = ["timestamp", "index1", *BLOBS, *DOUBLES]
-        defaults = [None, "", *([""] * N), *([0.0] * N)]
         targets, selects, params = [], [], []
-        for i, (name, values) in enumerate(zip(names, columns)):
-            if i > 0 and not any(v != defaults[i] for v in values):
-                continue
-            params.append(list(values))
+        for i in used:
+            params.append(list(map(itemgetter(i), rows)))
             p = f"${len(params)}"
-            targets.append(name)
-            if name == "timestamp":
+            targets.append(names[i])
+            if i == 0:
                 selects.append(f"make_timestamp(CAST(unnest({p}) AS BIGINT) * 1000000)")
-            elif name.startswith("double"):
+            elif i >= 2 + N:
                 selects.append(f"CAST(unnest({p}) AS DOUBLE)")
             else:
                 selects.append(f"CAST(unnest({p}) AS VARCHAR)")
         self._con.execute(
             f"INSERT INTO {_quote(dataset)} ({', '.join(targets)}) SELECT {', '.join(selects)}", params
         )
+        timestamps = params[0]
         if dataset in self._oldest:  # otherwise it is read from the table when retention next runs
-            oldest = _dt.datetime.fromtimestamp(int(min(columns[0])), _dt.timezone.utc).replace(tzinfo=None)
+            oldest = _dt.datetime.fromtimestamp(int(min(timestamps)), _dt.timezone.utc).replace(tzinfo=None)
             known = self._oldest[dataset]
             if known is None or oldest < known:
                 self._oldest[dataset] = oldest
@@ -138,6 +151,10 @@ class AnalyticsStore:
         """Delete rows older than the retention period; cheap when nothing is that old."""
         if self._con is None or self.read_only:
             return 0
+        with self._lock:
+            return self._drop_expired(now)
+
+    def _drop_expired(self, now: float) -> int:
         cutoff = retention_cutoff(now)
         dropped = 0
         for table in self.tables():
@@ -156,16 +173,22 @@ class AnalyticsStore:
 
     def execute(self, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Run DuckDB SQL; returns (DuckDB type names, rows)."""
-        if self._con is None:
+        with self._lock:
+            if self._con is None:
+                cursor = None
+            else:
+                cursor = self._con.cursor()
+        if cursor is None:
             return execute_detached(sql, params)
-        return _run(self._con.cursor(), sql, params)
+        return _run(cursor, sql, params)
 
     def close(self) -> None:
-        if self._con is not None:
-            try:
-                self._con.close()
-            finally:
-                self._con = None
+        with self._lock:
+            if self._con is not None:
+                try:
+                    self._con.close()
+                finally:
+                    self._con = None
 
     @property
     def closed(self) -> bool:

@@ -15,6 +15,7 @@ DAY = 86400
 
 def stored(rt) -> int:
     """Rows in the DuckDB table, without flushing the buffer first (unlike a query)."""
+    rt.analytics.wait_for_batches()  # batches are inserted by a writer thread
     store = rt.analytics.store
     if "events" not in store.tables():
         return 0
@@ -33,10 +34,11 @@ async def test_a_full_buffer_is_flushed_in_one_batch(rt, monkeypatch):
     monkeypatch.setattr(AnalyticsService, "FLUSH_POINTS", 5)
     inserts = []
     original = rt.analytics.store.insert
-    monkeypatch.setattr(rt.analytics.store, "insert", lambda ds, rows: (inserts.append(len(rows)), original(ds, rows)))
+    monkeypatch.setattr(rt.analytics.store, "insert",
+                        lambda ds, rows, **kw: (inserts.append(len(rows)), original(ds, rows, **kw)))
     for i in range(12):
         rt.env.AE.writeDataPoint({"doubles": [i]})
-    assert inserts == [5, 5] and stored(rt) == 10
+    assert stored(rt) == 10 and inserts == [5, 5]
     assert rt.analytics.query("SELECT count() AS n FROM events")["data"] == [{"n": "12"}]  # a query flushes first
     assert inserts == [5, 5, 2]
 
