@@ -228,3 +228,34 @@ async def test_unknown_room_and_plain_http_to_a_socket_route(rt):
     assert resp.status == 404
     resp = await rt.fetch("/ws/room/general")
     assert resp.status == 426
+
+
+async def test_history_survives_a_redeploy_that_renames_the_room_class(tmp_path):
+    """A deploy that renames ChatRoom (a `renamed_classes` migration) keeps every room's log."""
+    import shutil
+
+    from cfemu.testing import Runtime
+    from conftest import ROOT, test_config
+
+    worker = tmp_path / "app"
+    shutil.copytree(ROOT / "messenger", worker / "messenger", ignore=shutil.ignore_patterns("__pycache__"))
+    config = test_config(tmp_path)
+    raw = json.loads(config.read_text())
+    raw["main"] = str(worker / "messenger" / "entry.py")
+    config.write_text(json.dumps(raw))
+    async with Runtime.from_config(config, persist_to=tmp_path / "state") as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        acked = [(await say(a, f"v1 message {i}"))["seq"] for i in range(3)]
+        with open(worker / "messenger" / "entry.py", "a") as f:
+            f.write("\n\nclass ChatRoomV2(ChatRoom):\n    \"\"\"The same room under its new name.\"\"\"\n")
+        raw["durable_objects"]["bindings"] = [b if b["name"] != "CHAT" else {**b, "class_name": "ChatRoomV2"}
+                                              for b in raw["durable_objects"]["bindings"]]
+        raw["migrations"].append({"tag": "v3", "renamed_classes": [{"from": "ChatRoom", "to": "ChatRoomV2"}]})
+        config.write_text(json.dumps(raw))
+        await rt.redeploy(config)
+        alice = await login(rt, "alice")
+        page = await api(rt, "GET", "/api/rooms/general/history", alice["accessToken"])
+        assert [m["seq"] for m in page["messages"]] == acked
+        a, welcome = await room(rt, "general", alice)
+        assert welcome["lastSeq"] == 3 and (await say(a, "after the rename"))["seq"] == 4
