@@ -77,7 +77,8 @@ class DevServer:
     async def reload(self, changed: set[str]) -> None:
         """Config changed: restart the runtime (new bindings, migrations). Code changed: fresh modules."""
         async with self._reload_lock:
-            config_changed = any(Path(p).name in ("wrangler.toml", "wrangler.json", "wrangler.jsonc", ".dev.vars") for p in changed)
+            config_changed = any(Path(p).name in ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
+                                 or Path(p).name.startswith(".dev.vars") for p in changed)  # .dev.vars.<env> too
             if self.runtime is not None and not config_changed:
                 try:
                     await self.runtime.reload()
@@ -108,7 +109,7 @@ class DevServer:
 
         def relevant(change: Any, path: str) -> bool:
             return not path.startswith(state) and "__pycache__" not in path and (
-                path.endswith((".py", ".toml", ".json", ".jsonc", ".dev.vars")) or Path(path).name == ".dev.vars")
+                path.endswith((".py", ".toml", ".json", ".jsonc")) or Path(path).name.startswith(".dev.vars"))
 
         async for changes in awatch(*roots, watch_filter=relevant, stop_event=self._stop_watch, debounce=200, step=50):
             await self.reload({path for _, path in changes})

@@ -180,6 +180,21 @@ def test_live_reload_keeps_state(tmp_path, dev_server):
     assert _get(proc.url + "/kv") == (200, "kept")
 
 
+def test_env_and_its_dev_vars_file_reload(tmp_path, dev_server, write_worker):
+    config = write_worker(tmp_path / "w", """
+        from workers import Response, WorkerEntrypoint
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response(self.env.MODE + " " + self.env.SECRET)
+    """, '[vars]\nMODE = "top"\n[env.staging.vars]\nMODE = "staging"\n')
+    (tmp_path / "w" / ".dev.vars").write_text("SECRET=top-secret\n")
+    (tmp_path / "w" / ".dev.vars.staging").write_text("SECRET=one\n")
+    proc = dev_server(config, "--env", "staging")
+    assert _get(proc.url + "/") == (200, "staging one")
+    _touch_write(tmp_path / "w" / ".dev.vars.staging", "SECRET=two\n")
+    assert _wait_for_body(proc.url + "/", "two") == (200, "staging two")
+
+
 def test_a_worker_that_fails_to_import_then_is_fixed(tmp_path, dev_server):
     root = _copy_worker(tmp_path / "worker")
     version = root / "version.py"
