@@ -90,6 +90,15 @@ class Probe(DurableObject):
         await self.ctx.storage.deleteAlarm()
         await gate(name).wait()
 
+    async def txn_wait(self, name):
+        """A transaction whose closure waits (non-storage) until the test opens GATES[name]."""
+
+        async def closure(txn):
+            await txn.put("t", 1)
+            await gate(name).wait()
+
+        await self.ctx.storage.transaction(closure)
+
     def abort_then_continue(self):
         self.ctx.abort("stop here")
         LOG.append(("after abort",))
@@ -165,6 +174,10 @@ class Probe(DurableObject):
                 ws.send("accepted")
             except Exception as error:  # noqa: BLE001
                 ws.send(f"{type(error).__name__}")
+        elif message == "write-then-ack":
+            await self.ctx.storage.put("acked", True)
+            await asyncio.sleep(0)  # a real suspension: the write commits (or fails) here
+            ws.send("ack")
         elif message == "close-me":
             ws.close(4001, "bye")
 
