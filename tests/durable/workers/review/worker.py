@@ -178,6 +178,9 @@ class Probe(DurableObject):
             await self.ctx.storage.put("acked", True)
             await asyncio.sleep(0)  # a real suspension: the write commits (or fails) here
             ws.send("ack")
+        elif message == "timer":
+            setTimeout(lambda: ws.send("tick"), 30_000)
+            ws.send("armed")
         elif message == "close-me":
             ws.close(4001, "bye")
 
