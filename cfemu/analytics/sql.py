@@ -273,6 +273,8 @@ class Translator:
                 out.extend(names[position : position + self._star_width])
                 position += self._star_width
                 continue
+            if isinstance(projection, exp.Column):  # `blob1` and "blob1" are both named blob1
+                text = f"{projection.table}.{projection.name}" if projection.table else projection.name
             out.append(names[position] if isinstance(projection, exp.Alias) else text)
             position += 1
         return out

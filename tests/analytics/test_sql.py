@@ -353,3 +353,15 @@ async def test_engine_errors_come_back_as_query_errors(q):
     with pytest.raises(AnalyticsQueryError) as info:
         q.rt.analytics.query("SELECT blob1, count() FROM events")  # blob1 is neither grouped nor aggregated
     assert "GROUP BY" in str(info.value)
+
+
+async def test_query_text_details(q):
+    assert q("SELECT `blob1`, count() FROM events WHERE blob1 = 'london' GROUP BY blob1;") == [
+        {"blob1": "london", "count()": "2"}]
+    assert q("-- a comment\nselect COUNT() as n from events /* another */") == [{"n": "8"}]
+    # ClickHouse's LIMIT offset, count
+    assert [r["double1"] for r in q("SELECT double1 FROM events ORDER BY double1 LIMIT 2, 3")] == [7, 10, 15]
+    assert q("SELECT DISTINCT blob2 FROM events ORDER BY blob2") == [{"blob2": "a"}, {"blob2": "b"}, {"blob2": "c"}]
+    assert q("SELECT e.blob1 FROM events AS e WHERE e.double1 = 1") == [{"e.blob1": "berlin"}]
+    assert q("SELECT toString(double1) AS s, toFloat64('2.5') AS f, concat(blob1, '/', blob2) AS c, upper(blob2) AS u "
+             "FROM events WHERE double1 = 40") == [{"s": "40", "f": 2.5, "c": "paris/a", "u": "A"}]
