@@ -224,7 +224,8 @@ class PresenceRoom(SocketHost):
 
     async def webSocketClose(self, ws, code, reason, wasClean) -> None:
         att = attachment(ws)
-        if not att.get("closing"):
+        server_closed = bool(att.get("closing"))  # by the sweep or a revocation: already published
+        if not server_closed:
             try:
                 ws.close(1000, "bye")
             except Exception:
@@ -239,7 +240,7 @@ class PresenceRoom(SocketHost):
 
             events.emit(self.env, "ws_disconnect", blobs=(self.kind, str(code)), user=att["uid"])
             await self._load_grace()
-            if att["uid"] not in self._online_users():
+            if not server_closed and att["uid"] not in self._online_users():
                 self._grace[att["uid"]] = Date.now() + OFFLINE_GRACE_MS
                 await self._save_grace()
                 await self._schedule()

@@ -42,8 +42,11 @@ async def test_presence_online_multi_tab_states_and_heartbeat_timeout(rt):
     for _ in range(4):
         await rt.advance(30)
         await pa.send('{"type":"ping"}')
-    assert "offline" in _status(drain(pa), "ubob")
+    assert _status(drain(pa), "ubob") == ["offline"]  # once, at the timeout
     assert pb2.closed and pb2.close_code == 4009
+    await rt.advance(10)
+    await pa.send('{"type":"ping"}')
+    assert _status(drain(pa), "ubob") == []
     assert not pa.closed
     users = await api(rt, "GET", "/api/users", alice["accessToken"])
     assert [u["username"] for u in users["offline"] if u["id"] == "ubob"] == ["bob"]
