@@ -50,9 +50,11 @@ async def test_access_token_expires_after_twenty_minutes_and_refresh_rotates(rt)
     r1 = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": s["refreshToken"]})
     assert r1["refreshToken"] != s["refreshToken"] and r1["sessionId"] == s["sessionId"]
     assert (await api(rt, "GET", "/api/me", r1["accessToken"]))["username"] == "alice"
+    ws, _ = await room(rt, "general", r1)
     # The old refresh token comes back: stolen or replayed, so the session is revoked.
     reuse = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": s["refreshToken"]}, expect=401)
     assert reuse["error"]["code"] == "session_revoked"
+    assert await _closed(ws) == (4003, "session revoked")
     assert (await api(rt, "GET", "/api/me", r1["accessToken"], expect=401))["error"]["code"] == "session_revoked"
     dead = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": r1["refreshToken"]}, expect=401)
     assert dead["error"]["code"] == "session_revoked"
