@@ -21,7 +21,7 @@ from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokens import TokenType
 
 from .errors import AnalyticsQueryError
-from .storage import COLUMN_TYPES, COLUMNS
+from .storage import COLUMN_TYPES
 
 __all__ = ["Plan", "translate", "FORMATS"]
 
