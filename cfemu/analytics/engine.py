@@ -7,7 +7,7 @@ import duckdb
 from .errors import AnalyticsQueryError
 from .formats import clickhouse_type, render
 from .sql import FORMATS, translate
-from .storage import AnalyticsStore, execute_detached
+from .storage import AnalyticsStore, execute_detached, retention_cutoff
 
 __all__ = ["run_query", "normalise_format"]
 
@@ -25,7 +25,9 @@ def normalise_format(fmt: str | None) -> str | None:
 def run_query(store: AnalyticsStore | None, sql: str, *, now: float, fmt: str | None = None) -> dict | str:
     """Answer `sql` from `store` as the SQL API would; `fmt` overrides the query's FORMAT clause."""
     datasets = set(store.tables()) if store is not None else set()
-    plan = translate(sql, datasets=datasets, now=now)
+    # A writable store deletes expired rows before queries; a read-only one (the CLI's) hides them.
+    oldest = retention_cutoff(now) if store is not None and store.read_only else None
+    plan = translate(sql, datasets=datasets, now=now, oldest=oldest)
     out_format = normalise_format(fmt) or plan.format
     if plan.show == "tables":
         return render(plan.names, ["String"], [(t,) for t in sorted(datasets)], out_format)

@@ -222,9 +222,10 @@ def _projection_texts(sql: str) -> list[str] | None:
 class Translator:
     """Translates one statement; `now` (seconds since the epoch) is the runtime clock's time."""
 
-    def __init__(self, datasets: set[str], now: float) -> None:
+    def __init__(self, datasets: set[str], now: float, *, oldest: _dt.datetime | None = None) -> None:
         self.datasets = datasets
         self.now = _dt.datetime.fromtimestamp(int(now), _dt.timezone.utc).replace(tzinfo=None)
+        self.oldest = oldest  # hide rows older than this (a read-only store cannot delete them)
 
     # statements
 
@@ -428,6 +429,9 @@ class Translator:
             if name not in self.datasets:
                 raise fail(f"Unknown table '{name}': no dataset of that name has been written to")
             scope = Scope(dict(COLUMN_TYPES), {name, alias} - {""}, base=True)
+            if self.oldest is not None:
+                kept = f"(SELECT * FROM {_quote(name)} WHERE timestamp >= TIMESTAMP '{self.oldest:%Y-%m-%d %H:%M:%S}')"
+                return f"{kept} AS {_quote(alias or name)}", scope
             return _quote(name) + (f" AS {_quote(alias)}" if alias else ""), scope
         if isinstance(node, exp.Subquery):
             inner = node.this
@@ -583,6 +587,9 @@ class Translator:
         return f"DATE '{self.now:%Y-%m-%d}'"
 
 
-def translate(sql: str, *, datasets: set[str], now: float) -> Plan:
-    """Translate one Analytics Engine SQL statement to a DuckDB `Plan`; raises AnalyticsQueryError."""
-    return Translator(datasets, now).statement(sql)
+def translate(sql: str, *, datasets: set[str], now: float, oldest: _dt.datetime | None = None) -> Plan:
+    """Translate one Analytics Engine SQL statement to a DuckDB `Plan`; raises AnalyticsQueryError.
+
+    `now` (seconds since the epoch) is what now()/today() return; rows older than `oldest` are hidden.
+    """
+    return Translator(datasets, now, oldest=oldest).statement(sql)

@@ -120,3 +120,23 @@ async def test_cli_goes_through_a_running_server(worker_config, tmp_path):
         finally:
             remove_dev_info(state)
             await client.close()
+
+
+async def test_cli_hides_rows_past_retention(worker_config, tmp_path):
+    import time
+
+    state = tmp_path / "state"
+    async with Runtime.from_config(worker_config, persist_to=state, start=time.time() - 100 * 86400) as rt:
+        rt.env.AE.writeDataPoint({"blobs": ["ancient"]})
+        await rt.advance(80 * 86400)  # 20 days ago: the runtime's clock keeps the first point (80 days old)
+        rt.env.AE.writeDataPoint({"blobs": ["recent"]})
+    args = ["--config", str(worker_config), "--persist-to", str(state)]
+    from cfemu.analytics.storage import AnalyticsStore
+
+    store = AnalyticsStore(state / "analytics", read_only=True)
+    assert store.execute('SELECT count(*) FROM "events"')[1] == [(2,)]  # both rows are still stored
+    store.close()
+    # ...but by the real clock the first is past three months: the read-only CLI must not show it
+    result = CliRunner().invoke(main, ["analytics", "query", "SELECT blob1 FROM events", "-f", "TabSeparated", *args])
+    assert result.exit_code == 0, result.output
+    assert result.output == "recent\n"
