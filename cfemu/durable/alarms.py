@@ -12,7 +12,7 @@ import inspect
 import logging
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..objects import JsObject
 
@@ -80,7 +80,11 @@ class AlarmIndex:
         handle.alarm_timer = self.service.host.clock.call_at(when_ms / 1000, lambda: self.run(handle))
 
     async def run(self, handle: ObjectHandle, *, forced: bool = False) -> None:
-        """Deliver the alarm event (if it is still set and due), retrying with backoff on failure."""
+        """Deliver the alarm event (if it is still set and due), retrying with backoff on failure.
+
+        The alarm stays stored until the handler succeeds (at-least-once across crashes); while
+        the handler runs, `getAlarm()` reads it as consumed.
+        """
         if handle.alarm_running:
             return
         clock = self.service.host.clock
@@ -95,39 +99,70 @@ class AlarmIndex:
             return
         handler = getattr(instance.obj, "alarm", None)
         retry = handle.alarm_retry
-        # The alarm is consumed as it starts: getAlarm() inside the handler returns None.
-        instance.engine.set_alarm(None)
         if handler is None:
             log.warning("%s has an alarm set but no alarm() handler", type(instance.obj).__name__)
+            instance.engine.set_alarm(None)
             self.set_index_only(handle, None)
             return
         handle.alarm_running = True
         handle.__dict__["alarm_touched"] = False
+        instance.engine.running_alarm = stored
         info = JsObject(retryCount=retry, isRetry=retry > 0)
         takes_info = _takes_argument(handler)
         try:
             await instance.run(handler, *([info] if takes_info else []))
         except Exception as error:  # noqa: BLE001 - the handler's failure is retried
+            self._after_failure(handle, instance, stored, retry, error)
+        else:
+            self._after_success(handle, instance, stored)
+        finally:
             handle.alarm_running = False
-            if handle.__dict__.get("alarm_touched"):
-                return  # a new setAlarm() replaces the retry
-            if retry >= MAX_RETRIES:
-                log.error("Durable Object %s: alarm failed %d times; giving up", handle.id, retry + 1, exc_info=error)
+            if not instance.closed:
+                instance.engine.running_alarm = None
+
+    def _after_success(self, handle: ObjectHandle, instance: Any, stored: int) -> None:
+        handle.alarm_retry = 0
+        live = handle.instance if handle.instance is not None and not handle.instance.closed else None
+        if live is not None:
+            current = live.engine.get_alarm()
+            if current == stored and not handle.__dict__.get("alarm_touched"):
+                live.engine.running_alarm = None
+                live.engine.set_alarm(None)  # consumed: committed with the turn
                 self.set_index_only(handle, None)
                 return
-            log.warning("Durable Object %s: alarm raised (%s: %s); retry %d in %gs", handle.id,
-                        type(error).__name__, error, retry + 1, retry_delay(retry + 1))
-            when = clock.now_ms() + int(retry_delay(retry + 1) * 1000)
-            live = handle.instance
-            if live is not None and not live.closed:
-                live.engine.set_alarm(when)
-            handle.alarm_retry = retry + 1
-            self.set_index_only(handle, when)
-            return
-        handle.alarm_running = False
-        handle.alarm_retry = 0
-        if not handle.__dict__.get("alarm_touched"):
+            if current is not None:
+                # set (again) by the handler, possibly already due: make sure it fires
+                self._schedule(handle, current)
+                return
+        self.set_index_only(handle, None)
+
+    def _after_failure(self, handle: ObjectHandle, instance: Any, stored: int, retry: int, error: Exception) -> None:
+        clock = self.service.host.clock
+        live = handle.instance if handle.instance is not None and not handle.instance.closed else None
+        if handle.__dict__.get("alarm_touched"):
+            current = live.engine.get_alarm() if live is not None else None
+            if current is not None:
+                self._schedule(handle, current)
+            return  # a new setAlarm() (or deleteAlarm()) replaces the retry
+        if retry >= MAX_RETRIES:
+            log.error("Durable Object %s: alarm failed %d times; giving up", handle.id, retry + 1, exc_info=error)
+            if live is not None:
+                live.engine.running_alarm = None
+                live.engine.set_alarm(None)
             self.set_index_only(handle, None)
+            return
+        log.warning("Durable Object %s: alarm raised (%s: %s); retry %d in %gs", handle.id,
+                    type(error).__name__, error, retry + 1, retry_delay(retry + 1))
+        when = clock.now_ms() + int(retry_delay(retry + 1) * 1000)
+        if live is not None:
+            live.engine.running_alarm = None
+            live.engine.set_alarm(when)
+        handle.alarm_retry = retry + 1
+        self.set_index_only(handle, when)
+
+    def resync(self, handle: ObjectHandle, when_ms: int | None) -> None:
+        """After a failed commit: the index and timer follow what is really stored."""
+        self.set_index_only(handle, when_ms)
 
     def set_index_only(self, handle: ObjectHandle, when_ms: int | None) -> None:
         touched = handle.__dict__.get("alarm_touched")

@@ -143,6 +143,7 @@ class StorageEngine:
     """The SQLite file behind one Durable Object (workerd's ActorSqlite, without the network)."""
 
     def __init__(self, path: Path, *, on_dirty: Callable[[], None], synchronous: str = "NORMAL") -> None:
+        self.running_alarm: int | None = None  # set by the alarm runner while alarm() runs
         level = synchronous.upper()
         if level not in _SYNC_LEVELS:
             raise ValueError(f"synchronous must be one of {sorted(_SYNC_LEVELS)}, got {synchronous!r}")

@@ -58,6 +58,7 @@ class ObjectInstance:
         self._commit_scheduled = False
         self._held: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future] = []  # output gates waiting for a deferred commit
+        self._event_tasks: list[asyncio.Task | None] = []  # tasks inside run(): a reset interrupts them
         self._blockers = 0
         self._gate = asyncio.Event()
         self._gate.set()
@@ -155,32 +156,47 @@ class ObjectInstance:
     # -- events ---------------------------------------------------------------------------------
 
     async def run(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Deliver one event: wait at the input gate, run, then hold the result at the output gate."""
+        """Deliver one event: wait at the input gate, run, then hold the result at the output gate.
+
+        An error leaves through the output gate too.  If the object is reset meanwhile (reroute,
+        code update, abort, failed commit), the event is interrupted at once and fails with the
+        reset's error.
+        """
         if self.broken is not None:
             raise self.broken
-        await self._gate.wait()
+        while self._blockers and self.broken is None:
+            await self._gate.wait()  # re-check: a woken event may find a new block already started
         if self.broken is not None:
             raise self.broken
         self.in_flight += 1
         self._cancel_idle()
+        task = asyncio.current_task()
+        self._event_tasks.append(task)
         token = current_object.set(self)
         rt_token = context.use_runtime(self.handle.service.host)  # type: ignore[arg-type]
         try:
-            result = func(*args)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = func(*args)
+                if inspect.isawaitable(result):
+                    result = await result
+            finally:
+                current_object.reset(token)
+                context.reset_runtime(rt_token)
+                self._event_tasks.remove(task)
+                self.in_flight -= 1
+                if self.in_flight == 0 and not self.closed:
+                    self._schedule_idle()
         except BaseException as error:
             if self.broken is not None and error is not self.broken:
-                raise self.broken from error
+                if isinstance(error, asyncio.CancelledError) and task is not None:
+                    task.uncancel()
+                raise self.broken from None
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            await self.output_gate()  # even an error waits until earlier writes are durable
             if isinstance(error, JsException):
                 error.remote = True
             raise
-        finally:
-            current_object.reset(token)
-            context.reset_runtime(rt_token)
-            self.in_flight -= 1
-            if self.in_flight == 0 and not self.closed:
-                self._schedule_idle()
         await self.output_gate()
         return result
 
@@ -251,6 +267,11 @@ class ObjectInstance:
         self._gate.set()
         if self.handle.instance is self:
             self.handle.instance = None
+        current = asyncio.current_task()
+        for task in set(self._event_tasks):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        self.handle.resync_alarm()
 
 
 class ObjectHandle:
@@ -295,6 +316,19 @@ class ObjectHandle:
             self.instance = None
 
     # -- alarms ---------------------------------------------------------------------------------
+
+    def resync_alarm(self) -> None:
+        """After a reset: uncommitted alarm changes are gone; the index follows what is stored."""
+        alarms = self.service.alarms
+        if alarms is None or self.alarm_running:
+            return
+        from .service import StorageInspector
+
+        try:
+            stored = StorageInspector(self.path, sqlite_backed=self.namespace.info.sqlite).alarm()
+        except Exception:  # noqa: BLE001 - an unreadable file has no alarm to keep
+            stored = None
+        alarms.resync(self, stored)
 
     def alarm_changed(self, when_ms: int | None) -> None:
         self.alarm_retry = 0

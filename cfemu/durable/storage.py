@@ -283,7 +283,12 @@ class _AlarmOps:
         self.now_ms = now_ms
 
     def get(self) -> int | None:
-        return self.engine.get_alarm()
+        value = self.engine.get_alarm()
+        # While the alarm handler runs, the alarm that woke it reads as consumed (None); it stays
+        # stored until the handler succeeds so that a crash mid-handler runs it again.
+        if value is not None and value == getattr(self.engine, "running_alarm", None):
+            return None
+        return value
 
     def set(self, when: Any) -> None:
         ms = _alarm_ms(when)
@@ -295,7 +300,7 @@ class _AlarmOps:
             self.on_change(ms)
 
     def delete(self) -> None:
-        if self.engine.get_alarm() is None:
+        if self.get() is None:
             return
         self.engine.set_alarm(None)
         if self.on_change is not None:

@@ -30,9 +30,6 @@ def runs(rt, name):
     return rt.storage("PROBE", name).get("runs") or []
 
 
-@pytest.mark.xfail(strict=True, reason="an alarm set inside alarm() that comes due while the handler is "
-                   "still running is dropped (AlarmIndex.run returns early on alarm_running and nothing "
-                   "reschedules it after the handler ends)")
 async def test_alarm_set_in_handler_that_comes_due_during_the_handler_still_fires(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("rearm")
@@ -46,8 +43,6 @@ async def test_alarm_set_in_handler_that_comes_due_during_the_handler_still_fire
     assert got[1]["at"] >= start + 3000  # after the first handler finished
 
 
-@pytest.mark.xfail(strict=True, reason="a deleteAlarm() whose commit fails cancels the alarm's timer and "
-                   "index entry although the stored alarm survives; the alarm never fires")
 async def test_failed_delete_alarm_leaves_the_alarm_firing(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("fda")

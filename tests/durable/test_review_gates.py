@@ -26,8 +26,6 @@ async def spin(n=30):
         await asyncio.sleep(0)
 
 
-@pytest.mark.xfail(strict=True, reason="an RPC exception reaches the caller before the writes made "
-                   "before it are committed (output gate skipped on the error path of ObjectInstance.run)")
 async def test_exception_result_waits_for_the_output_gate(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("exc")
@@ -39,8 +37,6 @@ async def test_exception_result_waits_for_the_output_gate(cfemu_runtime, mod):
     assert rt.storage("PROBE", "exc").get("k") == "written"
 
 
-@pytest.mark.xfail(strict=True, reason="when the commit of writes made before an exception fails, the "
-                   "caller gets the user's exception instead of the storage reset error")
 async def test_failed_commit_replaces_an_exception_result(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("exc2")
@@ -52,9 +48,6 @@ async def test_failed_commit_replaces_an_exception_result(cfemu_runtime, mod):
     assert rt.storage("PROBE", "exc2").get("k") is None
 
 
-@pytest.mark.xfail(strict=True, reason="input gate: when a blockConcurrencyWhile ends, every queued event "
-                   "passes the gate at once; one that starts another blockConcurrencyWhile does not hold back "
-                   "the others (ObjectInstance.run does not re-check the gate after waking)")
 async def test_queued_event_waits_for_a_block_started_by_an_earlier_queued_event(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("g")
@@ -170,9 +163,6 @@ async def test_write_confirmed_during_another_events_transaction_is_durable(cfem
     assert rt.storage("PROBE", "txn").get("t") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="after a failed commit resets the object, the still-running handler's "
-                   "sends on a hibernatable WebSocket go out (DurableObjectState._gate_send sends directly "
-                   "when the handle has no live instance): output for a write that was lost")
 async def test_no_output_after_a_failed_write_on_a_hibernatable_socket(cfemu_runtime, mod):
     rt = cfemu_runtime
     ws = await rt.websocket("/hws/ws")

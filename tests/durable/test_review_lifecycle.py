@@ -25,8 +25,6 @@ async def spin(n=30):
         await asyncio.sleep(0)
 
 
-@pytest.mark.xfail(strict=True, reason="reroute() (and any reset) does not fail calls in flight: a call "
-                   "awaiting non-storage I/O hangs until that I/O completes, and only then raises")
 async def test_reroute_fails_a_waiting_call_promptly(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("rr")
