@@ -257,10 +257,7 @@ class WebSocketRequestResponsePair:
     def __init__(self, request: str, response: str) -> None:
         if not isinstance(request, str) or not isinstance(response, str):
             raise JsTypeError("WebSocketRequestResponsePair takes two strings.")
-        if len(request) > self.MAX_LENGTH:
-            raise JsException(f"Request cannot be larger than {self.MAX_LENGTH} bytes.", name="RangeError")
-        if len(response) > self.MAX_LENGTH:
-            raise JsException(f"Response cannot be larger than {self.MAX_LENGTH} bytes.", name="RangeError")
+        # sizes are checked by setWebSocketAutoResponse(), as in workerd
         self.request = request
         self.response = response
 

@@ -93,6 +93,7 @@ def _translate(error: BaseException) -> BaseException:
             copy = cls(*error.args)
         except Exception:  # noqa: BLE001 - exotic constructor signatures
             copy = cls(str(error))
+        copy.remote = True  # thrown by the object's own code
         return copy
     return JsException(str(error), remote=True)
 

@@ -18,10 +18,14 @@ __all__ = ["DurableObjectState"]
 MAX_TAGS = 10
 MAX_TAG_LENGTH = 256
 MAX_SOCKETS = 32768
-TOO_MANY_TAGS = "A WebSocket can have a maximum of 10 tags."
-TAG_TOO_LONG = "A WebSocket tag can be at most 256 characters."
+MAX_EVENT_TIMEOUT_MS = 604_800_000
+# workerd's texts (src/workerd/api/actor-state.c++)
+TOO_MANY_TAGS = "a Hibernatable WebSocket cannot have more than 10 tags"
+TAG_TOO_LONG = '"{tag}" is longer than the max tag length (256 characters).'
 TOO_MANY_SOCKETS = "Too many hibernatable WebSockets: the maximum is 32768 per Durable Object."
-ALREADY_ACCEPTED = "Can't call acceptWebSocket() on a WebSocket that was already accepted."
+ALREADY_ACCEPTED = "Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`"
+AUTO_RESPONSE_TOO_LARGE = "{what} cannot be larger than 2048 bytes. A {lower} of size {size} was provided."
+EVENT_TIMEOUT_TOO_LARGE = "Event timeout should not exceed 604800000 ms."
 
 
 class DurableObjectState:
@@ -68,6 +72,7 @@ class DurableObjectState:
         """Reset the object: in-memory state is dropped, calls in flight fail with `reason`."""
         error = JsException(reason if reason else "Application called abort() to reset Durable Object.")
         self._instance.reset(error)
+        raise error  # nothing after abort() runs (workerd terminates execution)
 
     # -- hibernation API ------------------------------------------------------------------------
 
@@ -76,14 +81,14 @@ class DurableObjectState:
             raise JsTypeError("acceptWebSocket() takes the server end of a WebSocketPair.")
         if ws._accepted or ws._owner is not None:
             raise JsTypeError(ALREADY_ACCEPTED)
-        tags = list(tags or [])
+        tags = list(dict.fromkeys(tags or []))  # duplicates count once, as in workerd
         if len(tags) > MAX_TAGS:
-            raise JsRangeError(TOO_MANY_TAGS)
+            raise JsException(TOO_MANY_TAGS)
         for tag in tags:
             if not isinstance(tag, str):
                 raise JsTypeError("WebSocket tags must be strings.")
             if len(tag) > MAX_TAG_LENGTH:
-                raise JsRangeError(TAG_TOO_LONG)
+                raise JsException(TAG_TOO_LONG.format(tag=tag))
         handle = self._handle
         if len(handle.sockets) >= MAX_SOCKETS:
             raise JsRangeError(TOO_MANY_SOCKETS)
@@ -93,7 +98,17 @@ class DurableObjectState:
         handle.sockets.append(ws)
 
     def _gate_send(self, deliver: Any) -> None:
-        # A hibernated socket outlives instances: send through whichever instance is live now.
+        # A hibernated socket outlives instances: a send goes through the gate of the instance whose
+        # event is sending (dropped if that instance was reset), else of whichever one is live now.
+        from ..websocket import current_object
+
+        sender = current_object.get()
+        if sender is not None and sender.handle is self._handle:
+            if sender.broken is not None:
+                return
+            if not sender.closed:
+                sender.gate_send(deliver)
+                return
         instance = self._handle.instance
         if instance is None or instance.closed:
             asyncio.get_running_loop().call_soon(deliver)
@@ -114,6 +129,11 @@ class DurableObjectState:
     def setWebSocketAutoResponse(self, pair: WebSocketRequestResponsePair | None = None) -> None:
         if pair is not None and not isinstance(pair, WebSocketRequestResponsePair):
             raise JsTypeError("setWebSocketAutoResponse() takes a WebSocketRequestResponsePair.")
+        if pair is not None:
+            for what, text in (("Request", pair.request), ("Response", pair.response)):
+                size = len(text.encode())
+                if size > WebSocketRequestResponsePair.MAX_LENGTH:
+                    raise JsRangeError(AUTO_RESPONSE_TOO_LARGE.format(what=what, lower=what.lower(), size=size))
         self._handle.auto_response = pair
 
     def getWebSocketAutoResponse(self) -> WebSocketRequestResponsePair | None:
@@ -124,6 +144,8 @@ class DurableObjectState:
         return None if at is None else datetime.fromtimestamp(at / 1000, tz=timezone.utc)
 
     def setHibernatableWebSocketEventTimeout(self, timeout_ms: int | None = None) -> None:
+        if timeout_ms is not None and timeout_ms > MAX_EVENT_TIMEOUT_MS:
+            raise JsException(EVENT_TIMEOUT_TOO_LARGE)
         self._handle.__dict__["event_timeout_ms"] = timeout_ms
 
     def getHibernatableWebSocketEventTimeout(self) -> int | None:

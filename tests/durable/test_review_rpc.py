@@ -9,10 +9,6 @@ from cfemu.http import Request
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
 
 
-@pytest.mark.xfail(strict=True, reason="an exception raised by the object's code reaches the caller "
-                   "without .remote = True (https://developers.cloudflare.com/durable-objects/best-practices/"
-                   "error-handling: exceptions thrown in user code have .remote set); namespace._translate "
-                   "builds a fresh built-in exception without it")
 async def test_exceptions_from_object_code_are_marked_remote(cfemu_runtime):
     stub = cfemu_runtime.env.PROBE.getByName("remote")
     with pytest.raises(ValueError) as info:
