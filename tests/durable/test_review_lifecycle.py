@@ -41,9 +41,6 @@ async def test_reroute_fails_a_waiting_call_promptly(cfemu_runtime, mod):
     assert failed_promptly
 
 
-@pytest.mark.xfail(strict=True, reason="ctx.abort() returns and the method keeps running; workerd "
-                   "terminates execution at once (api/actor-state.c++ DurableObjectState::abort: "
-                   "js.terminateExecutionNow())")
 async def test_code_after_abort_does_not_run(cfemu_runtime, mod):
     stub = cfemu_runtime.env.PROBE.getByName("ab")
     with pytest.raises(JsException, match="stop here"):
