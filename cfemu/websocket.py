@@ -64,6 +64,7 @@ class WebSocket:
         self._buffer: list[tuple[str, Any]] = []
         self._owner: WebSocketOwner | None = None
         self._send_gate: Callable[[Callable[[], None]], None] | None = None
+        self._dispatch_hook: Callable[[Callable[[Any], Any], Any], None] | None = None
         self.readyState = OPEN
         self.url: str | None = None
         self.protocol = ""
@@ -192,7 +193,11 @@ class WebSocket:
             event = JsObject(type="close", code=code, reason=reason, wasClean=clean)
         else:
             event = JsObject(type="error", error=payload, message=str(payload))
+        hook = self._dispatch_hook
         for listener in list(self._listeners.get(kind, ())):
+            if hook is not None:
+                hook(listener, event)
+                continue
             try:
                 result = listener(event)
                 if inspect.isawaitable(result):

@@ -59,6 +59,7 @@ class ObjectInstance:
         self._held: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future] = []  # output gates waiting for a deferred commit
         self._event_tasks: list[asyncio.Task | None] = []  # tasks inside run(): a reset interrupts them
+        self._timers: set[int] = set()  # pending js.setTimeout timers set by this object
         self._blockers = 0
         self._gate = asyncio.Event()
         self._gate.set()
@@ -140,6 +141,8 @@ class ObjectInstance:
     def adopt_socket(self, ws: WebSocket) -> None:
         """A socket accepted with the standard API inside this object's event."""
         ws._send_gate = self.gate_send
+        # its events are object events: they wait at the input gate like any other
+        ws._dispatch_hook = lambda listener, event: self.handle.service.host.spawn(self.run(listener, event))
         self.standard_sockets.add(ws)
         ws.addEventListener("close", lambda _ev: self.standard_sockets.discard(ws))
 
@@ -214,10 +217,29 @@ class ObjectInstance:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def hibernatable(self) -> bool:
-        return not self.standard_sockets and self._blockers == 0
+        return not self.standard_sockets and self._blockers == 0 and not self._timers
+
+    # -- timers (js.setTimeout inside the object) ---------------------------------------------------
+
+    def timer_started(self, timer_id: int) -> None:
+        self._timers.add(timer_id)
+        self._cancel_idle()
+
+    def timer_cleared(self, timer_id: int) -> None:
+        self._timers.discard(timer_id)
+        if not self._timers and self.in_flight == 0 and not self.closed:
+            self._schedule_idle()
+
+    def timer_fired(self, timer_id: int, fn: Callable[..., Any], args: tuple) -> Any:
+        self._timers.discard(timer_id)
+        if self.closed or self.broken is not None:
+            return None  # the object this timer belonged to is gone
+        return self.run(fn, *args)
 
     def _schedule_idle(self) -> None:
         self._cancel_idle()
+        if self._timers:
+            return  # a pending timer keeps the object in memory
         clock = self.handle.service.host.clock
         delay = HIBERNATION_IDLE if (self.handle.sockets and self.hibernatable()) else IDLE_EVICTION
         if self.standard_sockets:

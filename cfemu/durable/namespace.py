@@ -8,6 +8,7 @@ production.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,11 @@ class DurableObjectStub:
     def _handle(self):
         return self._ns.service.handle(self._ns, self.id)
 
-    async def fetch(self, input: str | Request, **init: Any) -> Response:
+    def fetch(self, input: str | Request, **init: Any) -> asyncio.Task:
+        """`stub.fetch(...)`: the request is sent when called (not when awaited), as in workerd."""
+        return asyncio.ensure_future(self._fetch(input, **init))
+
+    async def _fetch(self, input: str | Request, **init: Any) -> Response:
         request = input if isinstance(input, Request) and not init else Request(input, **init)
         # The object gets its own copy of the request (its body is read here, once).
         body = await request.bytes() if request.body is not None else None
@@ -133,9 +138,19 @@ class DurableObjectStub:
         if name.startswith("__"):
             raise AttributeError(name)
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            cloned_args = values.clone(list(args))
-            cloned_kwargs = values.clone(dict(kwargs))
+        def call(*args: Any, **kwargs: Any) -> asyncio.Task:
+            # Arguments are copied and the call is sent now, so calls on a stub arrive in the order
+            # they were made (E-order) even if awaited in another order.
+            try:
+                cloned_args = values.clone(list(args))
+                cloned_kwargs = values.clone(dict(kwargs))
+            except values.DataCloneError as error:
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(error)
+                return failed
+            return asyncio.ensure_future(invoke(cloned_args, cloned_kwargs))
+
+        async def invoke(cloned_args: list, cloned_kwargs: dict) -> Any:
 
             def build_with_kwargs(instance):
                 method = instance.method(name)

@@ -140,10 +140,9 @@ class DurableObjectsService(Service):
         await self.alarms.run(self._resolve(binding, name_or_id), forced=True)
 
     def list_ids(self, binding: str) -> list[str]:
+        """Ids of the objects that have stored data or an alarm (committed), live or not."""
         namespace = self.namespaces[binding]
-        on_disk = {p.stem for p in namespace.directory.glob("*.sqlite")}
-        live = {h.id.toString() for h in self.handles.values() if h.namespace is namespace and h.instance is not None}
-        return sorted(on_disk | live)
+        return sorted(p.stem for p in namespace.directory.glob("*.sqlite") if _has_stored_data(p))
 
     def inspect_storage(self, binding: str, name_or_id: Any) -> StorageInspector:
         handle = self._resolve(binding, name_or_id)
@@ -198,6 +197,26 @@ class StorageInspector:
             return engine.get_alarm()
         finally:
             engine.close()
+
+
+def _has_stored_data(path: Path) -> bool:
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        if db.execute("SELECT 1 FROM _cf_KV LIMIT 1").fetchone():
+            return True
+        if db.execute("SELECT 1 FROM _cf_METADATA WHERE key = 'alarm'").fetchone():
+            return True
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' "
+                          "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
 
 
 def _run_sync(coro: Any) -> Any:

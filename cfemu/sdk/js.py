@@ -81,12 +81,23 @@ def _call(fn: Any, args: tuple) -> Any:
 
 
 def setTimeout(fn: Any, delay: float = 0, *args: Any) -> int:
-    """Run `fn` after `delay` ms on the runtime's clock."""
+    """Run `fn` after `delay` ms on the runtime's clock.
+
+    Set inside a Durable Object, the timer keeps the object from hibernating and its callback runs
+    as an event of that object (through its input gate).
+    """
+    from ..websocket import current_object
+
     timer_id = next(_timer_ids)
     clock = _clock()
+    owner = current_object.get()
+    if owner is not None:
+        owner.timer_started(timer_id)
 
     def fire() -> Any:
         _timers.pop(timer_id, None)
+        if owner is not None:
+            return owner.timer_fired(timer_id, fn, args)
         return _call(fn, args)
 
     if clock is None:
@@ -115,6 +126,11 @@ def clearTimeout(timer_id: int | None) -> None:
     handle = _timers.pop(timer_id, None) if timer_id is not None else None
     if handle is not None:
         handle.cancel()
+        from ..websocket import current_object
+
+        owner = current_object.get()
+        if owner is not None:
+            owner.timer_cleared(timer_id)
 
 
 clearInterval = clearTimeout

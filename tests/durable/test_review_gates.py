@@ -70,8 +70,6 @@ async def test_queued_event_waits_for_a_block_started_by_an_earlier_queued_event
     assert await reader == "second"
 
 
-@pytest.mark.xfail(strict=True, reason="message events of a standard-API (accept()) WebSocket run outside "
-                   "the object's input gate: they are delivered during blockConcurrencyWhile")
 async def test_standard_websocket_message_waits_for_block_concurrency_while(cfemu_runtime, mod):
     rt = cfemu_runtime
     ws = await rt.websocket("/stdgate/ws?std=1")
@@ -88,8 +86,6 @@ async def test_standard_websocket_message_waits_for_block_concurrency_while(cfem
     assert await ws.receive() == "phase=h"
 
 
-@pytest.mark.xfail(strict=True, reason="stub calls start only when awaited (async def), not when invoked: "
-                   "calls on one stub are not delivered in the order they were made (E-order)")
 async def test_calls_on_a_stub_are_delivered_in_the_order_made(cfemu_runtime, mod):
     stub = cfemu_runtime.env.PROBE.getByName("eorder")
     first = stub.append("a")

@@ -108,9 +108,6 @@ async def test_list_ids_lists_objects_of_one_binding(cfemu_runtime, mod):
     assert rt.list_ids("KVPROBE") == sorted(ns.idFromName(n).toString() for n in ("x", "y"))
 
 
-@pytest.mark.xfail(strict=True, reason="list_ids() keeps listing an object after deleteAll() removed all "
-                   "its data (its empty .sqlite file stays). Test-control semantics, not a production API: "
-                   "Cloudflare's object listing reports hasStoredData=false for such objects")
 async def test_list_ids_after_delete_all(cfemu_runtime, mod):
     rt = cfemu_runtime
     ns = rt.env.KVPROBE

@@ -134,9 +134,6 @@ async def test_object_closes_a_hibernated_socket(cfemu_runtime, mod):
     assert (info.value.code, info.value.reason) == (4001, "bye")
 
 
-@pytest.mark.xfail(strict=True, reason="a hibernatable object with a pending setTimeout is evicted after 10 s "
-                   "idle; the lifecycle docs (developers.cloudflare.com/durable-objects/concepts/"
-                   "durable-object-lifecycle) make a scheduled timer a reason an object is not hibernateable")
 async def test_pending_timer_prevents_hibernation(cfemu_runtime, mod):
     rt = cfemu_runtime
     ws = await rt.websocket("/tmr/ws")
