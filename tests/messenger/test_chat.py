@@ -7,9 +7,7 @@ import json
 import pytest
 
 from messenger_client import api, drain, frames_until, login, room, say
-from conftest import needs
 
-pytestmark = needs("durable_objects")
 
 
 async def test_two_users_chat_in_a_room(rt):
@@ -235,7 +233,7 @@ async def test_history_survives_a_redeploy_that_renames_the_room_class(tmp_path)
     import shutil
 
     from cfemu.testing import Runtime
-    from conftest import ROOT, test_config
+    from messenger_support import ROOT, test_config
 
     worker = tmp_path / "app"
     shutil.copytree(ROOT / "messenger", worker / "messenger", ignore=shutil.ignore_patterns("__pycache__"))

@@ -6,9 +6,7 @@ import json
 import re
 
 from messenger_client import api, drain, frames_until, login, presence_socket, room, say
-from conftest import needs
 
-pytestmark = needs("durable_objects")
 
 
 def _status(frames, uid):
@@ -71,7 +69,6 @@ async def test_presence_does_not_flicker_on_a_quick_reconnect_and_goes_offline_a
     assert _status(drain(pa), "ubob") == ["offline"]
 
 
-@needs("queues")
 async def test_offline_dm_goes_through_the_queue_to_the_inbox_and_arrives_at_next_sign_in(rt):
     alice = await login(rt, "alice")
     dm = "dm_ualice__ubob"
@@ -118,10 +115,9 @@ async def test_persona_answers_a_mention_and_a_dm_with_typing(rt):
     assert [m["from"] for m in page["messages"]] == ["ualice", "bjester"]
 
 
-@needs("kv_namespaces")
 async def test_ai_kill_switch_and_daily_quota(tmp_path):
     from cfemu.testing import Runtime
-    from conftest import test_config
+    from messenger_support import test_config
 
     async with Runtime.from_config(test_config(tmp_path, {"AI_DAILY_PER_USER": "2"}), persist_to=tmp_path / "s") as rt:
         alice = await login(rt, "alice")
@@ -146,7 +142,6 @@ async def test_ai_kill_switch_and_daily_quota(tmp_path):
         assert reply["message"]["from"] == "bnova"
 
 
-@needs("d1_databases", "r2_buckets")
 async def test_archive_to_d1_search_and_daily_ndjson_in_r2(rt):
     alice, carol = await login(rt, "alice"), await login(rt, "carol")
     a, _ = await room(rt, "general", alice)
@@ -181,7 +176,6 @@ def _day(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
-@needs("analytics_engine_datasets")
 async def test_analytics_events_carry_no_identities_or_text(rt):
     await api(rt, "POST", "/api/auth/login", body={"username": "alice", "password": "wrong-pass"}, expect=401)
     alice = await login(rt, "alice")
@@ -215,7 +209,6 @@ async def test_openapi_document_covers_every_route(rt, modules):
     assert resp.status == 200 and "text/html" in resp.headers.get("content-type")
 
 
-@needs("queues")
 async def test_poison_delivery_retries_with_backoff_then_lands_in_the_dead_letter_queue(rt):
     await rt.env.DELIVERY.send(json.dumps({"to": "unobody", "room": "dm_ualice__unobody"}))  # no seq: poison
     await rt.advance(2)

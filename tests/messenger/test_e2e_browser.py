@@ -6,13 +6,12 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, missing
+from messenger_support import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)"),
-    pytest.mark.skipif(missing("durable_objects", "queues") is not None, reason=missing("durable_objects", "queues") or ""),
 ]
 
 

@@ -8,9 +8,9 @@ import json
 import aiohttp
 import pytest
 
-from conftest import ROOT, missing
+from messenger_support import ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing("durable_objects") is not None, reason=missing("durable_objects") or "")]
+pytestmark = pytest.mark.slow
 
 
 async def _login(http, url, user):

@@ -8,9 +8,7 @@ import random
 import pytest
 
 from messenger_client import api, frames_until, login, room
-from conftest import needs
 
-pytestmark = needs("durable_objects")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

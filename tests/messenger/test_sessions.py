@@ -7,9 +7,7 @@ import json
 import pytest
 
 from messenger_client import api, frames_until, login, presence_socket, room, say
-from conftest import needs
 
-pytestmark = needs("durable_objects")
 
 
 async def _closed(ws):

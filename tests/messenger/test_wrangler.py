@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import needs
-
-ALL = ("durable_objects", "kv_namespaces", "queues", "d1_databases", "r2_buckets", "ai", "analytics_engine_datasets")
 
 
-@needs(*ALL)
+
 async def test_root_wrangler_toml_runs_under_the_default_fixture(cfemu_runtime):
     rt = cfemu_runtime
     assert rt.config.main.name == "entry.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Harness  # tests/queues/conftest.py (pytest puts this directory on sys.path)
+from queue_harness import Harness
 
 TOML = """
 [[queues.producers]]
