@@ -1,6 +1,6 @@
 """Benchmark: N clients in one room through a real `cfemu dev`; messages/s delivered, ack latency.
 
-    .venv/bin/python tests/messenger/bench_room.py --clients 10 --messages 15
+    .venv/bin/python bench/messenger_bench.py --clients 10 --messages 15
 
 Each client sends `--messages` texts (≤ 15: the room's rate limit per user per minute) as fast as acks
 come back; every other client receives each one.  The baseline, measured in the same run, is a bare
@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pct(values: list[float], q: float) -> float:
