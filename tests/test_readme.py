@@ -47,3 +47,21 @@ def test_the_run_command_serves_the_top_level_worker_quickly(tmp_path, dev_serve
     elapsed = time.perf_counter() - launched
     assert status < 500, proc.output
     assert elapsed < 2.0, f"first response after {elapsed:.2f}s"
+
+
+def test_the_standalone_bindings_example_runs(tmp_path):
+    text = README.read_text()
+    block = _block_after(text, "## Bindings without a worker")
+    imports = "\n".join(line for line in block.splitlines() if line.startswith(("from ", "import ")))
+    body = "\n".join(line for line in block.splitlines() if not line.startswith(("from ", "import ")))
+    script = (
+        "import asyncio\n" + imports + "\n\nasync def main():\n"
+        + "\n".join("    " + line for line in body.splitlines())
+        + "\n    await asyncio.sleep(1.5)\n    await broker.close()\n    kv.close()\n"
+        + "    print('value', await KVNamespace.open('cache.sqlite').get('token'))\n\nasyncio.run(main())\n"
+    )
+    (tmp_path / "standalone.py").write_text(script)
+    done = subprocess.run([sys.executable, "standalone.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "{'hello': 'world'}" in done.stdout
+    assert "value abc" in done.stdout
