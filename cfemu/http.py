@@ -243,6 +243,14 @@ class Request(_Body):
         self.cf = JsObject(cf or {})
         self.redirect = redirect or "follow"
 
+    @classmethod
+    def _incoming(cls, url: str, method: str, headers: Headers, body: bytes | None, cf: JsObject) -> Request:
+        """A request the server has already parsed: skip re-validating what aiohttp checked."""
+        request = cls.__new__(cls)
+        request.url, request.method, request.headers, request._body = url, method, headers, body
+        request._used, request.cf, request.redirect = False, cf, "follow"
+        return request
+
     def clone(self) -> Request:
         if self._used:
             raise JsTypeError(BODY_USED)

@@ -25,6 +25,7 @@ from .config import WorkerConfig, find_config, load_config
 from .devinfo import remove_dev_info, write_dev_info
 from .errors import ConfigError, WorkerLoadError
 from .http import Headers, Request, Response
+from .objects import JsObject
 from .runtime import Runtime
 from .websocket import MAX_MESSAGE_BYTES, WebSocket
 
@@ -319,10 +320,11 @@ async def _to_worker_request(request: web.Request) -> Request:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if peer:
         headers.append("cf-connecting-ip", peer[0])
-    body = await request.read() if request.can_read_body else None
-    cf = {"colo": "LOCAL", "country": "XX", "httpProtocol": f"HTTP/{request.version.major}.{request.version.minor}",
-          "clientTcpRtt": 0, "asn": 0}
-    return Request(url, method=request.method, headers=headers, body=body or None if request.method not in ("GET", "HEAD") else None, cf=cf)
+    method = request.method
+    body = (await request.read() or None) if request.can_read_body and method not in ("GET", "HEAD") else None
+    cf = JsObject(colo="LOCAL", country="XX", httpProtocol=f"HTTP/{request.version.major}.{request.version.minor}",
+                  clientTcpRtt=0, asn=0)
+    return Request._incoming(url, method, headers, body, cf)
 
 
 async def _to_aiohttp_response(request: web.Request, response: Response) -> web.StreamResponse:
