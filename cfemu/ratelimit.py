@@ -11,7 +11,6 @@ a namespace share counters, as on Cloudflare) and survive restarts.
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from .clock import Clock, RealClock
 from .errors import JsException
 from .objects import JsObject
 from .services import Service
+from .sqlite import open_sqlite3
 
 __all__ = ["RateLimiter", "RateLimitService", "RateLimitStore", "PERIODS"]
 
@@ -56,13 +56,7 @@ class RateLimitStore:
     """Per-window counters in one SQLite file (WAL; each count committed before `limit` answers)."""
 
     def __init__(self, path: Path | None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
-                                   check_same_thread=False)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_sqlite3(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS counters (namespace TEXT NOT NULL, period INTEGER NOT NULL, "
             "key TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL, "

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .errors import JsException, JsTypeError
+from .errors import JsTypeError
 from .objects import JsObject
 
 __all__ = ["WebSocket", "WebSocketPair", "WebSocketRequestResponsePair", "validate_close"]

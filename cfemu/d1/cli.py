@@ -17,19 +17,14 @@ import click
 
 from ..cli import open_state, state_options
 from ..errors import JsException
+from ..coro import run_nonsuspending
 
 __all__ = ["d1", "split_statements"]
 
 
+
 def _sync(coroutine: Any) -> Any:
-    """Drive a coroutine that never suspends (D1's service calls are synchronous underneath),
-    so the commands also work when invoked from code that already runs an event loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("a D1 operation unexpectedly waited")
+    return run_nonsuspending(coroutine, "D1 operation")
 
 
 class _CliHost:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import apsw
 
 from ..objects import JsObject
+from ..sqlite import open_apsw
 from .errors import D1_ERROR, NO_STATEMENTS, PARAMS_ONLY_LAST, d1_error, sqlite_message
 
 __all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
@@ -73,11 +74,7 @@ class D1Storage:
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = apsw.Connection(str(self.path))
-        self.conn.set_busy_timeout(5000)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        self.conn = open_apsw(self.path, synchronous=synchronous)
         # D1 enforces foreign keys by default.
         self.conn.execute("PRAGMA foreign_keys=ON")
         for limit, value in D1_LIMITS.items():

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..objects import JsObject
+from ..sqlite import open_sqlite3
 
 if TYPE_CHECKING:
     from .instance import ObjectHandle
@@ -36,11 +36,8 @@ class AlarmIndex:
     """Every pending alarm of the runtime, and the timers that fire them."""
 
     def __init__(self, path: Path, service: DurableObjectsService) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.service = service
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_sqlite3(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS alarms (key_name TEXT, id TEXT, at_ms INTEGER, "
                         "PRIMARY KEY (key_name, id))")
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import context
 from ..errors import JsException
-from ..objects import JsObject
 from ..websocket import WebSocket, current_object
 from .ids import DurableObjectId
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..coro import run_nonsuspending
 from ..errors import JsException, WorkerLoadError
 from ..services import Service
 from ..websocket import WebSocket
@@ -219,11 +220,6 @@ def _has_stored_data(path: Path) -> bool:
         db.close()
 
 
+
 def _run_sync(coro: Any) -> Any:
-    """Run a storage coroutine that never suspends (the storage API's contract) to completion."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("storage call suspended unexpectedly")
+    return run_nonsuspending(coro, "storage call")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import NamedTuple
+
+from ..sqlite import open_sqlite3
 
 __all__ = ["Entry", "ListedKey", "KVStore"]
 
@@ -50,14 +51,8 @@ class KVStore:
 
     def __init__(self, path: Path | None, *, synchronous: str = "NORMAL") -> None:
         self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every write statement is its own transaction, committed before it returns.
-        self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None,
-                                   check_same_thread=False)
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db = open_sqlite3(path, synchronous=synchronous)
         self._db.executescript(_SCHEMA)
 
     @property

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..sqlite import open_sqlite3
+
 __all__ = ["QueueStore", "StoredMessage", "QueueCounts"]
 
 _SCHEMA = """
@@ -73,12 +75,8 @@ class QueueStore:
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # The broker runs on one event loop thread; autocommit mode with explicit transactions.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_sqlite3(self.path, synchronous=synchronous)
         self._db.executescript(_SCHEMA)
 
     # -- writes ---------------------------------------------------------------------------------

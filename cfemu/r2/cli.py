@@ -16,19 +16,14 @@ import click
 
 from ..cli import open_state, state_options
 from ..errors import JsException
+from ..coro import run_nonsuspending
 
 __all__ = ["r2"]
 
 
+
 def _sync(coroutine: Any) -> Any:
-    """Drive a coroutine that never suspends (R2 calls on in-memory values do not), so the
-    commands also work when invoked from code that already runs an event loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("an R2 operation unexpectedly waited")
+    return run_nonsuspending(coroutine, "R2 operation")
 
 
 def _open(path: str, config_path: str, env: str | None, persist_to: str | None) -> tuple[Any, str]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import apsw
 
+from ..sqlite import open_apsw
 from .errors import (
     INTERNAL_ERROR,
     NO_SUCH_UPLOAD,
@@ -105,10 +105,7 @@ class R2Storage:
         self.tmp = self.root / "tmp"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.conn = apsw.Connection(str(self.root / "metadata.sqlite"))
-        self.conn.set_busy_timeout(5000)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        self.conn = open_apsw(self.root / "metadata.sqlite", synchronous=synchronous)
         self.conn.execute(_SCHEMA)
         self.fault: Callable[[str], None] | None = None
         if recover:

@@ -14,7 +14,7 @@ def make_worker(tmp_path: Path, toml: str, rename: dict[str, str] | None = None)
     root.mkdir(exist_ok=True)
     source = (BASIC / "worker.py").read_text()
     for old, new in (rename or {}).items():
-        source = source.replace(f"class {old}(", f"class {new}(").replace(f"STORE.getByName", "STORE.getByName")
+        source = source.replace(f"class {old}(", f"class {new}(")
     (root / "worker.py").write_text(source)
     (root / "wrangler.toml").write_text(toml)
     return root / "wrangler.toml"

@@ -4,7 +4,6 @@ Texts marked as workerd's come from cloudflare/workerd src/workerd/api/actor-sta
 (DurableObjectState::acceptWebSocket, setWebSocketAutoResponse, setHibernatableWebSocketEventTimeout).
 """
 
-import asyncio
 
 import pytest
 

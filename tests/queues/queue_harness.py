@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from cfemu.clock import VirtualClock
 from cfemu.config import load_config
