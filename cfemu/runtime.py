@@ -36,10 +36,18 @@ WORKER_THREW = "Worker threw exception"
 class ExecutionContext:
     """`ctx` of a worker event: `waitUntil`, `passThroughOnException`, `props`."""
 
+    __slots__ = ("_runtime", "pass_through", "_props")
+
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self.pass_through = False
-        self.props = JsObject()
+        self._props: JsObject | None = None
+
+    @property
+    def props(self) -> JsObject:
+        if self._props is None:
+            self._props = JsObject()
+        return self._props
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
         if not inspect.isawaitable(awaitable):

@@ -33,6 +33,7 @@ __all__ = ["DevServer", "run_dev"]
 
 log = logging.getLogger("cfemu.dev")
 
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "te", "trailer",
                "proxy-connection"}
 
@@ -233,7 +234,8 @@ class DevServer:
     # -- serving --------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=100 * 1024 * 1024)
+        """The worker as an aiohttp application (for embedding; `serve` uses the low-level server)."""
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -243,7 +245,15 @@ class DevServer:
         # Everything loaded so far lives as long as the server: keep it out of the collector's scans.
         gc.collect()
         gc.freeze()
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=2)
+        # aiohttp's low-level server: every request goes to the worker, so routing and middleware
+        # machinery would only cost time.
+        loop = asyncio.get_running_loop()
+
+        def make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_REQUEST_BYTES)
+
+        server = web.Server(self.handle, request_factory=make_request, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -328,7 +338,11 @@ async def _to_worker_request(request: web.Request) -> Request:
 
 
 async def _to_aiohttp_response(request: web.Request, response: Response) -> web.StreamResponse:
-    headers = CIMultiDict((k, v) for k, v in response.headers.raw_items() if k.lower() not in _HOP_BY_HOP)
+    raw = response.headers._h
+    if any(k.lower() in _HOP_BY_HOP for k in raw.keys()):
+        headers = CIMultiDict((k, v) for k, v in raw.items() if k.lower() not in _HOP_BY_HOP)
+    else:
+        headers = raw  # aiohttp copies it
     body = response.body
     if body is None or isinstance(body, bytes):
         return web.Response(status=response.status, reason=response.statusText or None, body=body, headers=headers)
