@@ -39,16 +39,20 @@ class AlarmIndex:
         self.service = service
         self.db = open_sqlite3(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS alarms (key_name TEXT, id TEXT, at_ms INTEGER, "
-                        "PRIMARY KEY (key_name, id))")
+                        "retry INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key_name, id))")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(alarms)")}
+        if "retry" not in columns:  # an index written before retries were recorded
+            self.db.execute("ALTER TABLE alarms ADD COLUMN retry INTEGER NOT NULL DEFAULT 0")
 
     def start(self) -> None:
         """Schedule every indexed alarm (those that came due while stopped fire at once)."""
-        rows = self.db.execute("SELECT key_name, id, at_ms FROM alarms").fetchall()
-        for key_name, hex_id, at_ms in rows:
+        rows = self.db.execute("SELECT key_name, id, at_ms, retry FROM alarms").fetchall()
+        for key_name, hex_id, at_ms, retry in rows:
             handle = self.service.handle_for_key(key_name, hex_id)
             if handle is None:
                 self.db.execute("DELETE FROM alarms WHERE key_name = ? AND id = ?", (key_name, hex_id))
                 continue
+            handle.alarm_retry = retry  # a retry pending at the crash keeps its count and backoff
             self._schedule(handle, at_ms)
 
     def close(self) -> None:
@@ -68,7 +72,7 @@ class AlarmIndex:
                 handle.alarm_timer.cancel()
                 handle.alarm_timer = None
             return
-        self.db.execute("INSERT OR REPLACE INTO alarms VALUES (?, ?, ?)", (*key, int(when_ms)))
+        self.db.execute("INSERT OR REPLACE INTO alarms VALUES (?, ?, ?, ?)", (*key, int(when_ms), handle.alarm_retry))
         self._schedule(handle, when_ms)
 
     def _schedule(self, handle: ObjectHandle, when_ms: int) -> None:
@@ -154,7 +158,7 @@ class AlarmIndex:
         if live is not None:
             live.engine.running_alarm = None
             live.engine.set_alarm(when)
-        handle.alarm_retry = retry + 1
+        handle.alarm_retry = retry + 1  # recorded in the index with the retry time
         self.set_index_only(handle, when)
 
     def resync(self, handle: ObjectHandle, when_ms: int | None) -> None:

@@ -63,3 +63,15 @@ async def test_run_alarm_now(cfemu_runtime):
     assert len(runs(rt, "now")) == 1
     await rt.advance(3600)
     assert len(runs(rt, "now")) == 1
+
+
+async def test_retry_count_survives_a_restart(cfemu_runtime):
+    rt = cfemu_runtime
+    stub = rt.env.STORE.getByName("rr")
+    await stub.set_alarm_in(1, fail_times=100)
+    await rt.advance(1 + 2 + 0.5)  # first run and retry 1 have failed; retry 2 is due in 4 s
+    assert [r["retryCount"] for r in runs(rt, "rr")] == [0, 1]
+    await rt.crash()
+    await rt.restart()
+    await rt.advance(4)
+    assert [r["retryCount"] for r in runs(rt, "rr")] == [0, 1, 2]
