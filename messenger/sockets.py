@@ -133,12 +133,19 @@ class SocketHost(DurableObject):
     async def _auth_frame(self, ws, att: dict, frame: dict) -> None:
         result = await self._verify(frame["token"])
         if att.get("authed"):
-            # Re-authentication on an open socket after a refresh: same user and session only.
-            if not result["ok"] or result["data"]["sub"] != att["uid"]:
-                send(ws, error_frame(result.get("code", "auth_invalid"), result.get("message", "re-authentication refused")))
+            # Re-authentication on an open socket after a refresh: same user and session only.  A token
+            # of another session would move the socket out of reach of its own session's revocation
+            # (revocation closes the rooms each session joined), so it is refused.
+            if not result["ok"]:
+                send(ws, error_frame(result["code"], result["message"]))
+                if result["code"] == "session_revoked":
+                    self._close(ws, att, "session_revoked")
+                    await self._after_closes()
+                return
+            if result["data"]["sub"] != att["uid"] or result["data"]["sid"] != att.get("sid"):
+                send(ws, error_frame("auth_invalid", "re-authentication must renew this socket's own session"))
                 return
             att["exp"] = result["data"]["exp"] * 1000
-            att["sid"] = result["data"]["sid"]
             save(ws, att)
             send(ws, {"type": "reauthed", "expiresAt": att["exp"]})
             await self._schedule()

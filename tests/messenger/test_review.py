@@ -1,0 +1,176 @@
+"""Review findings: socket/session binding, appear-offline leaks, hostile unicode and nesting, JWT tricks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from messenger_client import api, drain, frames_until, login, presence_socket, room, say
+
+
+async def _closed(ws):
+    from cfemu.testing import WebSocketClosed
+
+    with pytest.raises(WebSocketClosed) as closed:
+        for _ in range(50):
+            await ws.receive()
+    return closed.value.code, closed.value.reason
+
+
+# -- sessions and sockets ---------------------------------------------------------------------------
+
+async def test_reauth_with_another_sessions_token_is_refused_so_sign_out_still_closes_the_socket(rt):
+    """A socket stays bound to the session it opened with: re-auth may only renew that session."""
+    s1, s2 = await login(rt, "alice"), await login(rt, "alice")
+    ws, _ = await room(rt, "music", s1)
+    await ws.send(json.dumps({"type": "auth", "token": s2["accessToken"]}))
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "auth_invalid"
+    # Session 2 never joined "music"; signing it out must not leave a socket of it behind, and signing
+    # out session 1 closes this one.
+    await api(rt, "POST", "/api/auth/logout", s2["accessToken"], body={})
+    assert not ws.closed
+    await api(rt, "POST", "/api/auth/logout", s1["accessToken"], body={})
+    assert await _closed(ws) == (4003, "session revoked")
+
+
+async def test_reauth_with_a_revoked_sessions_token_closes_the_socket(rt):
+    s1 = await login(rt, "alice")
+    ws, _ = await room(rt, "general", s1)
+    refreshed = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": s1["refreshToken"]})
+    await rt.env.DIRECTORY.getByName("directory").revoke("ualice", s1["sessionId"], False)  # no socket closing
+    await ws.send(json.dumps({"type": "auth", "token": refreshed["accessToken"]}))
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "session_revoked"
+    assert await _closed(ws) == (4003, "session revoked")
+
+
+async def test_refresh_token_lapses_after_its_ttl_on_the_virtual_clock(rt):
+    s = await login(rt, "alice")
+    await rt.advance(7 * 24 * 3600 - 60)
+    r = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": s["refreshToken"]})
+    await rt.advance(7 * 24 * 3600 + 1)
+    dead = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": r["refreshToken"]}, expect=401)
+    assert dead["error"]["code"] == "refresh_invalid"
+
+
+def _b64(obj) -> str:
+    raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_forged_tokens_alg_none_hs512_missing_or_odd_kid_are_refused(rt):
+    import hashlib
+    import hmac
+
+    s = await login(rt, "alice")
+    header, payload, _sig = s["accessToken"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    kid = json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]
+    keys = rt.storage("DIRECTORY", "directory").get("keys")
+    keys = json.loads(keys) if isinstance(keys, str) else keys
+    secret = base64.b64decode(keys[0]["secret"])
+    evil = {**claims, "sub": "ubob"}
+
+    def signed(hdr, body, alg=hashlib.sha256):
+        msg = f"{_b64(hdr)}.{_b64(body)}".encode()
+        return msg.decode() + "." + _b64(hmac.new(secret, msg, alg).digest())
+
+    forged = [
+        f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_b64(evil)}.",
+        f"{_b64({'alg': 'none', 'kid': kid})}.{_b64(evil)}",
+        signed({"alg": "HS512", "kid": kid}, evil, hashlib.sha512),
+        signed({"alg": "HS256"}, evil),                         # no kid
+        signed({"alg": "HS256", "kid": [kid]}, evil),            # kid of the wrong type
+        signed({"alg": "HS256", "kid": kid + "x"}, evil),
+        signed({"alg": "RS256", "kid": kid}, evil),              # HS/RS confusion
+        signed({"alg": "HS256", "kid": kid}, {**evil, "typ": "refresh"}),
+        signed({"alg": "HS256", "kid": kid}, {k: v for k, v in evil.items() if k != "exp"}),
+        signed({"alg": "HS256", "kid": kid}, {**evil, "exp": str(evil["exp"])}),
+        signed({"alg": "HS256", "kid": kid}, {**evil, "iss": "someone-else"}),
+    ]
+    for token in forged:
+        err = await api(rt, "GET", "/api/me", token, expect=401)
+        assert err["error"]["code"] in ("auth_invalid", "auth_expired"), token
+    # The same forgeries through a socket's first frame close it, never admit it.
+    ws = await rt.websocket("/ws/room/dm_ualice__ubob")
+    await ws.send(json.dumps({"type": "auth", "token": forged[0]}))
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "auth_invalid"
+    assert (await _closed(ws))[0] == 4001
+    # A correctly signed token for a session that is not bob's is refused too (sub/sid mismatch).
+    mismatched = signed({"alg": "HS256", "kid": kid, "typ": "JWT"}, evil)
+    assert (await api(rt, "GET", "/api/me", mismatched, expect=401))["error"]["code"] == "session_revoked"
+
+
+# -- presence privacy -------------------------------------------------------------------------------
+
+def _presence_of(frames, uid):
+    return [f["user"] for f in frames if f["type"] == "presence" and f["user"]["id"] == uid]
+
+
+async def test_appear_offline_user_coming_and_going_sends_others_nothing(rt):
+    """Others must not be able to tell an appear-offline user from an offline one, not even by timing."""
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    await api(rt, "PUT", "/api/me/status", alice["accessToken"], body={"state": "appear-offline"})
+    pb, roster = await presence_socket(rt, bob)
+    assert {u["id"]: u["status"] for u in roster["users"]}["ualice"] == "offline"
+    drain(pb)
+    pa, mine = await presence_socket(rt, alice)
+    assert mine["you"]["status"] == "appear-offline"
+    await rt.settle()
+    assert _presence_of(drain(pb), "ualice") == []
+    await pa.close()
+    await rt.advance(10)
+    await pb.send('{"type":"ping"}')
+    assert _presence_of(drain(pb), "ualice") == []
+    # Alice sees her own chosen state in /api/me.
+    assert (await api(rt, "GET", "/api/me", alice["accessToken"]))["status"] in ("offline", "appear-offline")
+
+
+# -- hostile input ------------------------------------------------------------------------------------
+
+async def test_lone_surrogates_in_http_bodies_get_a_400_not_a_500(rt):
+    for body in ('{"username":"zed","password":"\\ud800abcdefgh"}',
+                 '{"username":"zed","password":"abcdefgh12","displayName":"\\udfff"}'):
+        resp = await rt.fetch("/api/auth/register", method="POST", body=body, headers={"content-type": "application/json"})
+        data = await resp.json()
+        assert resp.status == 400 and data["error"]["code"] == "invalid_field", data
+    alice = await login(rt, "alice")
+    resp = await rt.fetch("/api/me/status", method="PUT", body='{"message":"\\ud83d"}',
+                          headers={"authorization": f"Bearer {alice['accessToken']}"})
+    assert resp.status == 400
+
+
+async def test_deeply_nested_json_is_bad_json_over_http_and_sockets(rt):
+    nested = "[" * 5000 + "]" * 5000
+    resp = await rt.fetch("/api/auth/login", method="POST", body=nested)
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_json"
+    alice = await login(rt, "alice")
+    ws, _ = await room(rt, "general", alice)
+    await ws.send('{"type":"history","x":' + "[" * 5000 + "]" * 5000 + "}")
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "bad_json"
+    await ws.send(json.dumps({"type": "send", "cid": "s1", "kind": "text", "text": "\ud800"}))
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "invalid_field"
+    assert (await say(ws, "still fine"))["seq"] == 1
+
+
+async def test_presence_lookup_with_a_huge_or_odd_user_is_a_clean_answer(rt):
+    alice = await login(rt, "alice")
+    for user in ("u" * 2000, "%00", "..", "ALICE"):
+        resp = await rt.fetch(f"/api/presence/{user}", headers={"authorization": f"Bearer {alice['accessToken']}"})
+        assert resp.status in (200, 400, 404), (user, resp.status)
+        body = await resp.json()
+        assert "Traceback" not in json.dumps(body)
+        if resp.status == 200:
+            assert body["data"]["status"] == "offline"
+
+
+def test_emoticons_tokenize_text_whose_upper_case_is_longer(modules):
+    e = modules["emoticons"]
+    assert e.tokenize("ß:)") == [("text", "ß"), ("emoticon", "smile")]
+    assert e.tokenize("ﬃ (h)") == [("text", "ﬃ "), ("emoticon", "hot")]
