@@ -115,9 +115,9 @@ class QueueBroker:
 
     # -- producing ------------------------------------------------------------------------------
 
-    def producer(self, queue: str, delivery_delay: int = 0) -> Queue:
+    def producer(self, queue: str, delivery_delay: int = 0, *, expose_error_codes: bool = False) -> Queue:
         """A producer binding for `queue` (what `env.MY_QUEUE` is)."""
-        return Queue(self, queue, delivery_delay)
+        return Queue(self, queue, delivery_delay, expose_error_codes=expose_error_codes)
 
     def enqueue(self, queue: str, items: list[tuple[bytes, str, int]]) -> list[str]:
         """Store encoded (body, content_type, delay_seconds) messages durably; returns their ids."""

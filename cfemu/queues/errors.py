@@ -22,6 +22,10 @@ __all__ = [
     "BATCH_TOO_MANY_MESSAGES",
     "BATCH_TOO_LARGE",
     "INVALID_DELAY",
+    "ERROR_CODES",
+    "EXPOSE_ERROR_CODES_FLAG",
+    "CONSUMER_WALL_TIME_LIMIT",
+    "WALL_TIME_EXCEEDED",
     "INVALID_RETRY_DELAY",
     "UNSUPPORTED_CONTENT_TYPE",
     "WRONG_BODY_TYPE",
@@ -52,9 +56,30 @@ SEND_BATCH_FAILED = "Queue sendBatch failed: "
 MESSAGE_TOO_LARGE = "message length of {size} bytes exceeds limit of 128000"
 BATCH_MESSAGE_TOO_LARGE = "message in batch has length {size} bytes which exceeds single message size limit of 128000"
 BATCH_TOO_MANY_MESSAGES = "batch message count of {count} exceeds limit of 100"
-BATCH_TOO_LARGE = "batch size of {size} bytes exceeds limit of 256000"
+# Production's text (seen in 2026: "batch size of 291898 bytes exceeds limit of 256000 bytes (10205)");
+# Miniflare's lacks the trailing unit.
+BATCH_TOO_LARGE = "batch size of {size} bytes exceeds limit of 256000 bytes"
 INVALID_DELAY = "message delay {delay} is invalid: delaySeconds must be an integer between 0 and 43200"
 INVALID_RETRY_DELAY = "{method}: delaySeconds {delay} is invalid: it must be an integer between 0 and 43200"
+
+# The broker's error codes (Queues "Error codes" reference).  Without the `queue_expose_error_codes`
+# compatibility flag workerd throws "Queue send failed: <cause>"; with it, "<cause> (<code>)".
+EXPOSE_ERROR_CODES_FLAG = "queue_expose_error_codes"
+ERROR_CODES = {
+    MESSAGE_TOO_LARGE: 10204,  # MessageSizeOutOfBounds
+    BATCH_MESSAGE_TOO_LARGE: 10204,
+    BATCH_TOO_LARGE: 10205,  # BatchSizeOutOfBounds
+    BATCH_TOO_MANY_MESSAGES: 10206,  # BatchCountOutOfBounds
+    INVALID_DELAY: 10203,  # MessageMetadataInvalid (content type and delay)
+}
+
+# A consumer invocation may run for 15 minutes of wall time (Queues and Workers limits); past it the
+# invocation fails and every message it did not ack is retried.
+CONSUMER_WALL_TIME_LIMIT = 15 * 60
+WALL_TIME_EXCEEDED = (
+    'Queue "{queue}": the consumer invocation exceeded its wall-time limit of {limit} s; '
+    "messages not acked are retried"
+)
 
 UNSUPPORTED_CONTENT_TYPE = "Unsupported queue message content type: {content_type}"
 WRONG_BODY_TYPE = 'Content Type "{content_type}" requires a value of type {expected}, but received: {typeof}'

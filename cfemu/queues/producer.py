@@ -13,6 +13,7 @@ from .errors import (
     BATCH_TOO_MANY_MESSAGES,
     BODY_UNDEFINED,
     EMPTY_BATCH,
+    ERROR_CODES,
     INVALID_DELAY,
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -48,10 +49,14 @@ class Queue:
     own `delaySeconds`, then the batch's, take precedence over it.
     """
 
-    def __init__(self, broker: QueueBroker, queue: str, delivery_delay: int = 0) -> None:
+    def __init__(self, broker: QueueBroker, queue: str, delivery_delay: int = 0, *,
+                 expose_error_codes: bool = False) -> None:
         self._broker = broker
         self.queue_name = queue
         self.delivery_delay = delivery_delay
+        # The `queue_expose_error_codes` compatibility flag: the broker's refusals then read
+        # "<cause> (<code>)" instead of "Queue send failed: <cause>".
+        self.expose_error_codes = expose_error_codes
 
     async def send(self, body: Any = _MISSING, options: Any = None, *, contentType: str | None = None,
                    delaySeconds: Any = None) -> None:
@@ -62,7 +67,7 @@ class Queue:
         delay = self._delay(_option(options, "delaySeconds", delaySeconds), SEND_FAILED)
         data = codec.encode(body, ctype)
         if len(data) > MAX_MESSAGE_BYTES:
-            raise JsException(SEND_FAILED + MESSAGE_TOO_LARGE.format(size=len(data)))
+            raise self._broker_error(SEND_FAILED, MESSAGE_TOO_LARGE, size=len(data))
         self._broker.enqueue(self.queue_name, [(data, ctype, delay)])
 
     async def sendBatch(self, messages: Iterable[Any], options: Any = None, *, delaySeconds: Any = None) -> None:
@@ -86,19 +91,26 @@ class Queue:
             encoded.append((codec.encode(item["body"], ctype), ctype, delay))
         # The broker checks count, then the largest message, then the total (as Miniflare's does).
         if len(encoded) > MAX_BATCH_MESSAGES:
-            raise JsException(SEND_BATCH_FAILED + BATCH_TOO_MANY_MESSAGES.format(count=len(encoded)))
+            raise self._broker_error(SEND_BATCH_FAILED, BATCH_TOO_MANY_MESSAGES, count=len(encoded))
         largest = max(len(data) for data, _, _ in encoded)
         if largest > MAX_MESSAGE_BYTES:
-            raise JsException(SEND_BATCH_FAILED + BATCH_MESSAGE_TOO_LARGE.format(size=largest))
+            raise self._broker_error(SEND_BATCH_FAILED, BATCH_MESSAGE_TOO_LARGE, size=largest)
         total = sum(len(data) for data, _, _ in encoded)
         if total > MAX_BATCH_BYTES:
-            raise JsException(SEND_BATCH_FAILED + BATCH_TOO_LARGE.format(size=total))
+            raise self._broker_error(SEND_BATCH_FAILED, BATCH_TOO_LARGE, size=total)
         self._broker.enqueue(self.queue_name, encoded)
 
     def _delay(self, value: Any, prefix: str) -> int:
         if value is None:
             return self.delivery_delay
-        return codec.check_delay(value, lambda v: JsException(prefix + INVALID_DELAY.format(delay=v)))
+        return codec.check_delay(value, lambda v: self._broker_error(prefix, INVALID_DELAY, delay=v))
+
+    def _broker_error(self, prefix: str, template: str, **values: Any) -> JsException:
+        """What workerd throws when the broker refuses a send, in the format the compat flags select."""
+        cause = template.format(**values)
+        if self.expose_error_codes:
+            return JsException(f"{cause} ({ERROR_CODES[template]})")
+        return JsException(prefix + cause)
 
     def __repr__(self) -> str:
         return f"Queue({self.queue_name!r})"

@@ -7,6 +7,7 @@ from typing import Any
 from ..objects import JsObject
 from ..services import Service
 from .broker import QueueBroker
+from .errors import EXPOSE_ERROR_CODES_FLAG
 from .producer import Queue
 from .storage import QueueCounts
 
@@ -41,8 +42,10 @@ class QueueService(Service):
             logger=host.log.getChild("queues"),
         )
         # A queue with no consumer here only stores its messages (the broker says so once, at the first send).
+        codes = EXPOSE_ERROR_CODES_FLAG in (getattr(config, "compatibility_flags", None) or ())
         for producer in config.queue_producers:
-            self._bindings[producer.binding] = self.broker.producer(producer.queue, producer.delivery_delay)
+            self._bindings[producer.binding] = self.broker.producer(
+                producer.queue, producer.delivery_delay, expose_error_codes=codes)
         await self.broker.start()
 
     def bindings(self) -> dict[str, Any]:

@@ -80,7 +80,8 @@ async def test_batch_message_and_total_size_limits(h):
     assert str(e.value) == "Queue sendBatch failed: " + BATCH_MESSAGE_TOO_LARGE.format(size=128001)
     with pytest.raises(JsException) as e:
         await h.rt.env.Q.sendBatch([{"body": big, "contentType": "text"}] * 2 + [{"body": "z", "contentType": "text"}])
-    assert str(e.value) == "Queue sendBatch failed: batch size of 256001 bytes exceeds limit of 256000"
+    # Production's wording (with the trailing unit Miniflare's text lacks).
+    assert str(e.value) == "Queue sendBatch failed: batch size of 256001 bytes exceeds limit of 256000 bytes"
     assert str(e.value) == "Queue sendBatch failed: " + BATCH_TOO_LARGE.format(size=256001)
     # A rejected batch stores nothing.
     assert h.service.pending("jobs") == 2
@@ -258,3 +259,27 @@ async def test_retry_delay_is_validated(h):
         "retry(): delaySeconds 43201 is invalid: it must be an integer between 0 and 43200",
         "retryAll(): delaySeconds -1 is invalid: it must be an integer between 0 and 43200",
     ]
+
+
+async def test_error_codes_with_the_queue_expose_error_codes_flag(make_runtime):
+    """With the compat flag, workerd throws "<cause> (<code>)" without the "Queue send failed" prefix."""
+    h = await make_runtime('compatibility_flags = ["queue_expose_error_codes"]\n' + CONSUMED)
+    cases = [
+        (h.rt.env.Q.send("x" * 127_999), "message length of 128001 bytes exceeds limit of 128000 (10204)"),
+        (h.rt.env.Q.send(1, delaySeconds=43_201),
+         "message delay 43201 is invalid: delaySeconds must be an integer between 0 and 43200 (10203)"),
+        (h.rt.env.Q.sendBatch([{"body": i} for i in range(101)]), "batch message count of 101 exceeds limit of 100 (10206)"),
+        (h.rt.env.Q.sendBatch([{"body": "y" * 128_000, "contentType": "text"}] * 2 + [{"body": "z", "contentType": "text"}]),
+         "batch size of 256001 bytes exceeds limit of 256000 bytes (10205)"),
+        (h.rt.env.Q.sendBatch([{"body": "y" * 128_001, "contentType": "text"}]),
+         "message in batch has length 128001 bytes which exceeds single message size limit of 128000 (10204)"),
+    ]
+    for call, text in cases:
+        with pytest.raises(JsException) as e:
+            await call
+        assert str(e.value) == text
+    # Type errors are workerd's own and keep their text.
+    with pytest.raises(JsTypeError) as e:
+        await h.rt.env.Q.send("m", contentType="xml")
+    assert str(e.value) == "Unsupported queue message content type: xml"
+    assert h.service.pending("jobs") == 0
