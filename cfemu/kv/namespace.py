@@ -19,7 +19,7 @@ from .storage import Entry, KVStore, ListedKey
 if TYPE_CHECKING:
     from .locations import Propagation
 
-__all__ = ["KVNamespace", "KVValueStream"]
+__all__ = ["KVNamespace", "LocalKVNamespace", "KVValueStream"]
 
 _TYPES = ("text", "json", "arrayBuffer", "stream")
 _STREAM_CHUNK = 64 * 1024
@@ -111,12 +111,23 @@ def _key_name(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-class KVNamespace:
+class _KVNamespaceType(type):
+    """Puts `open()` on the class only: worker code holding a binding cannot reach it."""
+
+    def open(cls, path: str | Path | None, *, clock: Clock | None = None,
+             synchronous: str = "NORMAL") -> LocalKVNamespace:
+        """A namespace over one SQLite file (None: in memory), on a real clock unless one is given."""
+        store = KVStore(None if path is None else Path(path), synchronous=synchronous)
+        return LocalKVNamespace(store, clock or RealClock())
+
+
+class KVNamespace(metaclass=_KVNamespaceType):
     """Mirrors the Workers KV binding (`get`, `getWithMetadata`, `put`, `delete`, `list`).
 
     Options are keyword arguments with Cloudflare's camelCase names or one options dict, as the Python
-    Workers SDK allows.  Time comes from `clock` only.  A namespace opened with `open()` can be used
-    without a worker; `location()` gives a second view of it that sees other views' writes late.
+    Workers SDK allows.  Time comes from `clock` only.  The binding a worker sees offers the KV API and
+    nothing else (no `close()` a worker could break the namespace with); `KVNamespace.open(path)` gives
+    a `LocalKVNamespace` for use without a worker, which adds `close()` and `location()`.
     """
 
     def __init__(self, store: KVStore, clock: Clock, *, location: str = "primary",
@@ -128,23 +139,8 @@ class KVNamespace:
         self._binding = binding
         self._writes = 0
 
-    # -- standalone use ------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: str | Path | None, *, clock: Clock | None = None, synchronous: str = "NORMAL") -> KVNamespace:
-        """A namespace over one SQLite file (None: in memory), on a real clock unless one is given."""
-        return cls(KVStore(None if path is None else Path(path), synchronous=synchronous), clock or RealClock())
-
-    def close(self) -> None:
-        """Close the file (standalone use; the runtime closes its namespaces itself)."""
-        self._store.close()
-
-    def location(self, name: str, *, delay: float = 60.0) -> KVNamespace:
-        """Another view of this namespace, as a worker in another Cloudflare location would see it.
-
-        Writes made through one view reach another only `delay` seconds later (Cloudflare: up to 60 s),
-        and a view serves what it read for the read's `cacheTtl` (default 60 s) before looking again.
-        """
+    def _view(self, name: str, delay: float) -> KVNamespace:
+        # Another location's view of the same store (see `LocalKVNamespace.location`).
         from .locations import Propagation
 
         if self._propagation is None:
@@ -389,3 +385,26 @@ async def _value_bytes(value: Any) -> tuple[bytes, int]:
         if size <= E.MAX_VALUE_SIZE:
             chunks.append(bytes(chunk))
     return b"".join(chunks), size
+
+
+class LocalKVNamespace(KVNamespace):
+    """A namespace opened with `KVNamespace.open()` for use without a worker: the KV API plus
+    `close()` (also as a context manager) and `location()` views."""
+
+    def close(self) -> None:
+        """Close the file; later calls fail with a clear error.  Closing twice is fine."""
+        self._store.close()
+
+    def __enter__(self) -> LocalKVNamespace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def location(self, name: str, *, delay: float = 60.0) -> KVNamespace:
+        """Another view of this namespace, as a worker in another Cloudflare location would see it.
+
+        Writes made through one view reach another only `delay` seconds later (Cloudflare: up to 60 s),
+        and a view serves what it read for the read's `cacheTtl` (default 60 s) before looking again.
+        """
+        return self._view(name, delay)

@@ -50,9 +50,9 @@ class KVService(Service):
 
     def location(self, binding: str, name: str, *, delay: float = 60.0) -> KVNamespace:
         """A view of `env.<binding>` from another location: it sees writes made elsewhere `delay`
-        seconds late and serves what it read for the read's cacheTtl (see `KVNamespace.location`)."""
+        seconds late and serves what it read for the read's cacheTtl (see `LocalKVNamespace.location`)."""
         primary = self.namespace(binding)
-        view = primary.location(name, delay=delay)
+        view = primary._view(name, delay)
         # Every binding over the same namespace id is the same (primary) location.
         for other in self._namespaces.values():
             if other._store is primary._store:

@@ -46,6 +46,16 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+class _Closed:
+    """Stands in for the connection once the store is closed, so a late call says what happened."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"the KV namespace {'in memory' if self._path is None else f'at {self._path}'} is closed")
+
+
 class KVStore:
     """Keys, values, expirations and metadata of one namespace; `path=None` keeps them in memory."""
 
@@ -57,7 +67,7 @@ class KVStore:
 
     @property
     def closed(self) -> bool:
-        return self._db is None
+        return isinstance(self._db, _Closed)
 
     def get(self, key: bytes) -> Entry | None:
         """The stored entry, expired or not (callers decide what the clock allows them to see)."""
@@ -97,6 +107,6 @@ class KVStore:
         return self._db.execute("SELECT count(*) FROM kv").fetchone()[0]
 
     def close(self) -> None:
-        if self._db is not None:
+        if not self.closed:
             self._db.close()
-            self._db = None  # type: ignore[assignment]
+            self._db = _Closed(self.path)  # type: ignore[assignment]
