@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as _json
 import re
+from enum import IntEnum
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +71,8 @@ class Headers:
 
     def getAll(self, name: str) -> list[str]:
         return list(self._h.getall(name, []))
+
+    get_all = getAll  # the SDK's headers are an `http.client.HTTPMessage`, whose method is `get_all`
 
     def getSetCookie(self) -> list[str]:
         return self.getAll("set-cookie")
@@ -148,7 +151,7 @@ def _coerce_headers(headers: Any) -> Headers:
     return Headers(headers)
 
 
-def _encode_body(body: Any) -> bytes | AsyncIterable[bytes] | None:
+def _encode_body(body: Any, headers: Headers | None = None) -> bytes | AsyncIterable[bytes] | None:
     if body is None:
         return None
     if isinstance(body, str):
@@ -157,10 +160,19 @@ def _encode_body(body: Any) -> bytes | AsyncIterable[bytes] | None:
         return bytes(body)
     if isinstance(body, AsyncIterable):
         return body
-    raise JsTypeError(
-        f"Body must be str, bytes, an async iterable of bytes or None, not {type(body).__name__}. "
-        "Use Response.json(...) for JSON."
-    )
+    from .sdk.forms import Blob, FormData, encode_form
+
+    if isinstance(body, FormData):
+        data, content_type = encode_form(body)
+        if headers is not None and "content-type" not in headers:
+            headers._h["content-type"] = content_type
+        return data
+    if isinstance(body, Blob):
+        if headers is not None and body.content_type and "content-type" not in headers:
+            headers._h["content-type"] = body.content_type
+        return body._data
+    # The SDK's own text for a body it cannot send.
+    raise JsTypeError(f"Unsupported type in Response: {type(body).__name__}")
 
 
 class _Body:
@@ -203,6 +215,28 @@ class _Body:
         except ValueError as e:
             raise _syntax_error(f"Unexpected token in JSON: {e}") from None
 
+    @property
+    def body_used(self) -> bool:
+        return self._used
+
+    @property
+    def js_object(self) -> Any:
+        """The SDK's handle on the underlying JS object; in cfemu the object is its own handle."""
+        return self
+
+    async def form_data(self) -> Any:
+        """`await request.form_data()`: a `FormData` from a urlencoded or multipart body."""
+        from .sdk.forms import parse_form
+
+        return parse_form(await self.bytes(), self.headers.get("content-type"))
+
+    formData = form_data
+
+    async def blob(self) -> Any:
+        from .sdk.forms import Blob
+
+        return Blob([await self.bytes()], content_type=self.headers.get("content-type") or "")
+
 
 def _syntax_error(message: str) -> Exception:
     # JSON.parse throws a SyntaxError; the SDK surfaces it as a JsException named SyntaxError.
@@ -232,11 +266,12 @@ class Request(_Body):
         parts = urlsplit(url)
         if not parts.scheme or not parts.netloc:
             raise JsTypeError(f"Invalid URL: {url}")
+        url = _normalize_url(url, parts)
         method = (method or "GET").upper() if (method or "GET").upper() in _METHODS else (method or "GET")
         self.url = url
         self.method = method
         self.headers = _coerce_headers(headers)
-        self._body = _encode_body(body)
+        self._body = _encode_body(body, self.headers)
         if self._body is not None and method in ("GET", "HEAD"):
             raise JsTypeError("Request with a GET or HEAD method cannot have a body.")
         self._used = False
@@ -267,16 +302,30 @@ class Request(_Body):
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
     def __repr__(self) -> str:
-        return f"<Request {self.method} {self.url}>"
+        return f"Request(method={self.method!r}, url={self.url!r})"
+
+
+def _normalize_url(url: str, parts: Any) -> str:
+    """What `new Request(url).url` gives back: scheme and host lower-cased, an empty path becomes "/"."""
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
+    path = parts.path or ("/" if scheme in ("http", "https", "ws", "wss") else "")
+    if scheme == parts.scheme and netloc == parts.netloc and path == parts.path:
+        return url
+    rest = url.split("#", 1)
+    query = f"?{parts.query}" if parts.query or "?" in rest[0] else ""
+    fragment = f"#{parts.fragment}" if len(rest) > 1 else ""
+    return f"{scheme}://{netloc}{path}{query}{fragment}"
 
 
 class Response(_Body):
     """The Fetch API's `Response`; `web_socket=` carries the client end of a `WebSocketPair` (status 101)."""
 
-    def __init__(self, body: Any = None, status: int = 200, status_text: str = "", headers: Any = None,
+    def __init__(self, body: Any = None, status: int | None = None, status_text: str = "", headers: Any = None,
                  web_socket: Any = None, *, statusText: str | None = None, webSocket: Any = None) -> None:
-        if isinstance(body, (dict, list)):
-            raise JsTypeError("Response body must be str, bytes or None; use Response.json() for a dict or list.")
+        if status is None:
+            status = 200
+        elif isinstance(status, IntEnum):  # HTTPStatus.NOT_FOUND, as SDK examples write it
+            status = int(status)
         web_socket = web_socket if web_socket is not None else webSocket
         if not isinstance(status, int) or isinstance(status, bool):
             raise JsTypeError(f"Response status must be an integer, got {status!r}.")
@@ -288,7 +337,7 @@ class Response(_Body):
         self.status = status
         self.statusText = statusText if statusText is not None else status_text
         self.headers = _coerce_headers(headers)
-        self._body = _encode_body(body)
+        self._body = _encode_body(body, self.headers)
         if self._body is not None and status in (101, 204, 205, 304):
             raise JsTypeError("Response with null body status cannot have body")
         if isinstance(body, str) and "content-type" not in self.headers:
@@ -311,16 +360,26 @@ class Response(_Body):
         return 200 <= self.status <= 299
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: Any = None, **kwargs: Any) -> Response:  # type: ignore[override]
-        """`Response.json(data)`; as an instance method (`await resp.json()`) it reads the body."""
-        body = _json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    def from_json(cls, data: Any, status: int = 200, status_text: str = "", headers: Any = None) -> Response:
+        """The SDK's `Response.from_json` (`Response.json(data)` as a static call): body is `json.dumps(data)`."""
+        # The SDK serialises with Python's json.dumps defaults (", " and ": " separators, ASCII escapes),
+        # so the bytes on the wire are the same as on Cloudflare.
+        body = _json.dumps(data)
         h = _coerce_headers(headers)
         if "content-type" not in h:
             h.set("content-type", "application/json")
-        return cls(body, status=status, headers=h, **kwargs)
+        return cls(body, status=status, status_text=status_text, headers=h)
+
+    json = from_json
+
+    def replace_body(self, body: Any) -> Response:
+        """The SDK's `replace_body`: same status, status text and headers, a new body."""
+        return Response(body, status=self.status, status_text=self.statusText, headers=self.headers,
+                        web_socket=self.webSocket)
 
     @classmethod
     def redirect(cls, url: str, status: int = 302) -> Response:
+        status = int(status)
         if status not in _REDIRECT_STATUSES:
             raise JsRangeError(f"Invalid status code {status}: redirect status must be one of 301, 302, 303, 307, 308.")
         return cls(None, status=status, headers={"location": str(url)})
@@ -341,7 +400,14 @@ class Response(_Body):
         return clone
 
     def __repr__(self) -> str:
-        return f"<Response {self.status}>"
+        parts = [f"status={self.status}"]
+        if self.statusText:
+            parts.append(f"status_text={self.statusText!r}")
+        if "content-type" in self.headers:
+            parts.append(f"content_type={self.headers['content-type']!r}")
+        if self.url:
+            parts.append(f"url={self.url!r}")
+        return f"Response({', '.join(parts)})"
 
 
 class _InstanceOrClass:
@@ -357,17 +423,7 @@ class _InstanceOrClass:
         return self._inst.__get__(obj, objtype)
 
 
-Response.json = _InstanceOrClass(Response.__dict__["json"], _Body.json)  # type: ignore[assignment]
-
-
-def _json_default(value: Any) -> Any:
-    from datetime import datetime
-
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+Response.json = _InstanceOrClass(Response.__dict__["from_json"], _Body.json)  # type: ignore[assignment]
 
 
 async def fetch(input: str | Request, **init: Any) -> Response:

@@ -212,6 +212,7 @@ _SDK_NAMES = {
     "js": "cfemu.sdk.js",
     "pyodide": "cfemu.sdk.pyodide",
     "pyodide.ffi": "cfemu.sdk.pyodide_ffi",
+    "asgi": "cfemu.sdk.asgi",
 }
 
 

@@ -102,7 +102,8 @@ def test_response_dict_body_is_a_type_error():
         with pytest.raises(TypeError) as info:
             Response(body)
         assert isinstance(info.value, JsTypeError)
-        assert str(info.value) == "Response body must be str, bytes or None; use Response.json() for a dict or list."
+        # the SDK's own text (workers-py _workers.Response.__init__)
+        assert str(info.value) == f"Unsupported type in Response: {type(body).__name__}"
 
 
 @pytest.mark.parametrize("status", [0, 100, 199, 600, 999, -1])
@@ -139,7 +140,10 @@ async def test_response_json_static_and_instance():
     assert resp.headers.get("content-type") == "application/json"
     assert resp.headers.get("x-y") == "z"
     assert await resp.json() == {"a": 1, "b": "é"}  # the instance method reads the body
-    assert await Response.json([1, 2]).text() == "[1,2]"
+    # json.dumps defaults, as the SDK serialises (", " / ": " separators, ASCII escapes)
+    assert await Response.json([1, 2]).text() == "[1, 2]"
+    assert await Response.json({"obj": {"field": 123}}, status=404).text() == '{"obj": {"field": 123}}'
+    assert await Response.json({"b": "é"}).text() == '{"b": "\\u00e9"}'
     custom = Response.json({}, headers={"content-type": "application/vnd+json"})
     assert custom.headers.get("content-type") == "application/vnd+json"
     assert await Response('{"k": true}').json() == {"k": True}
