@@ -21,6 +21,7 @@ from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokens import TokenType
 
 from .errors import AnalyticsQueryError
+from .naming import column_name
 from .storage import COLUMN_TYPES
 
 __all__ = ["Plan", "translate", "FORMATS"]
@@ -172,50 +173,6 @@ _CLAUSE_NAMES = {
 }
 
 
-# -- naming result columns as written ---------------------------------------------------------------
-
-_DEPTH_OPEN = {TokenType.L_PAREN, TokenType.L_BRACKET}
-_DEPTH_CLOSE = {TokenType.R_PAREN, TokenType.R_BRACKET}
-_STOP = {TokenType.FROM, TokenType.WHERE, TokenType.GROUP_BY, TokenType.HAVING, TokenType.ORDER_BY,
-         TokenType.LIMIT, TokenType.OFFSET, TokenType.FORMAT, TokenType.SEMICOLON, TokenType.UNION,
-         TokenType.SETTINGS}
-
-
-def _projection_texts(sql: str) -> list[str] | None:
-    """The text of each item of the outermost SELECT list, as the user wrote it (tokens, not regexes)."""
-    try:
-        tokens = AnalyticsDialect().tokenize(sql)
-    except TokenError:
-        return None
-    depth, i = 0, 0
-    while i < len(tokens) and not (depth == 0 and tokens[i].token_type == TokenType.SELECT):
-        depth += (tokens[i].token_type in _DEPTH_OPEN) - (tokens[i].token_type in _DEPTH_CLOSE)
-        i += 1
-    i += 1
-    if i < len(tokens) and tokens[i].token_type == TokenType.DISTINCT:
-        i += 1
-    spans, start = [], i
-    while i < len(tokens):
-        kind = tokens[i].token_type
-        if kind in _DEPTH_OPEN:
-            depth += 1
-        elif kind in _DEPTH_CLOSE:
-            depth -= 1
-        elif depth == 0 and kind == TokenType.COMMA:
-            spans.append((start, i - 1))
-            start = i + 1
-        elif depth == 0 and kind in _STOP:
-            break
-        i += 1
-    spans.append((start, i - 1))
-    texts = []
-    for a, b in spans:
-        if a > b or b >= len(tokens):
-            return None
-        texts.append(" ".join(sql[tokens[a].start : tokens[b].end + 1].split()))
-    return texts
-
-
 # -- the translator ---------------------------------------------------------------------------------
 
 
@@ -260,25 +217,7 @@ class Translator:
                 raise fail(f"Unsupported FORMAT {name}: use JSON, JSONEachRow or TabSeparated")
             fmt = FORMATS[name.lower()]
         select_sql, names, types = self.select(node, outer=True)
-        texts = _projection_texts(sql)
-        if texts is not None and len(texts) == len(node.expressions):
-            names = self._names_from_text(node, texts, names)
         return Plan(select_sql, names, types, fmt)
-
-    def _names_from_text(self, node: exp.Select, texts: list[str], names: list[str]) -> list[str]:
-        """Unaliased columns are named by their text as written (ClickHouse names them by expression)."""
-        out: list[str] = []
-        position = 0
-        for projection, text in zip(node.expressions, texts):
-            if isinstance(projection, exp.Star):
-                out.extend(names[position : position + self._star_width])
-                position += self._star_width
-                continue
-            if isinstance(projection, exp.Column):  # `blob1` and "blob1" are both named blob1
-                text = f"{projection.table}.{projection.name}" if projection.table else projection.name
-            out.append(names[position] if isinstance(projection, exp.Alias) else text)
-            position += 1
-        return out
 
     def _show(self, words: list[str]) -> Plan:
         words = words[1:]
@@ -316,12 +255,10 @@ class Translator:
         names: list[str] = []
         types: list[str | None] = []
         parts: list[str] = []
-        self._star_width = 0
         for projection in node.expressions:
             if isinstance(projection, exp.Star):
                 if not scope.columns:
                     raise fail("SELECT * needs a FROM clause")
-                self._star_width = len(scope.columns)
                 for col, ctype in scope.columns.items():
                     names.append(col)
                     types.append(ctype)
@@ -335,7 +272,7 @@ class Translator:
                 finally:
                     scope.resolving.discard(name)
             else:
-                name = projection.sql(dialect=AnalyticsDialect) if not isinstance(projection, exp.Column) else projection.name
+                name = column_name(projection)  # as ClickHouse names it: count(*) -> count()
                 value = self.expr(projection, scope)
             names.append(name)
             types.append(value.type)

@@ -61,14 +61,44 @@ async def test_unaliased_columns_are_named_as_written_with_clickhouse_types(q):
         {"name": "count()", "type": "UInt64"},
         {"name": "sum(_sample_interval)", "type": "UInt64"},
         {"name": "SUM(double1)", "type": "Float64"},
-        {"name": "count(DISTINCT blob2)", "type": "UInt64"},
+        {"name": "countDistinct(blob2)", "type": "UInt64"},
         {"name": "max(timestamp)", "type": "DateTime"},
         {"name": "blob1", "type": "String"},
     ]
     assert result["data"] == [{"count()": "2", "sum(_sample_interval)": "2", "SUM(double1)": 8,
-                               "count(DISTINCT blob2)": "2", "max(timestamp)": "2026-01-21 10:00:00",
+                               "countDistinct(blob2)": "2", "max(timestamp)": "2026-01-21 10:00:00",
                                "blob1": "berlin"}]
     assert result["rows"] == 1
+
+
+async def test_unaliased_expressions_are_named_as_clickhouse_formats_them(q):
+    # ClickHouse names a column by its parsed expression: operators as functions, count(*) as
+    # count(), DISTINCT folded into the name, INTERVAL literals as toInterval<Unit>(...).
+    result = q.rt.analytics.query(
+        "SELECT count(*), toStartOfInterval(timestamp, INTERVAL '1' MINUTE), "
+        "toStartOfInterval(timestamp, INTERVAL 5 MINUTE), double1 * 2, -double1, -1, "
+        "blob1 = 'paris' AND double1 > 1 AND double2 < 9, quantileExactWeighted(0.95)(double1, _sample_interval), "
+        "double1 IN (10, 20), 1.0, 'it''s', now() - INTERVAL '1 DAY' "
+        "FROM events WHERE timestamp < toDateTime('2026-01-15 10:00:01') "
+        "GROUP BY timestamp, double1, blob1, double2")
+    assert [m["name"] for m in result["meta"]] == [
+        "count()",
+        "toStartOfInterval(timestamp, toIntervalMinute('1'))",
+        "toStartOfInterval(timestamp, toIntervalMinute(5))",
+        "multiply(double1, 2)",
+        "negate(double1)",
+        "-1",
+        "and(equals(blob1, 'paris'), greater(double1, 1), less(double2, 9))",
+        "quantileExactWeighted(0.95)(double1, _sample_interval)",
+        "in(double1, (10, 20))",
+        "1.",
+        "'it\\'s'",
+        "minus(now(), toIntervalDay(1))",
+    ]
+    assert result["data"][0]["count()"] == "1"
+    assert result["data"][0]["toStartOfInterval(timestamp, toIntervalMinute('1'))"] == "2026-01-15 10:00:00"
+    # a subquery's unaliased column is reachable under that name
+    assert one(q, "SELECT `count()` AS n FROM (SELECT count() FROM events)") == {"n": "8"}
 
 
 async def test_count_variants(q):
@@ -273,9 +303,9 @@ async def test_select_star_and_show_tables(q):
 async def test_query_without_a_table(q):
     assert q("SELECT 'Hello Workers Analytics Engine' AS message") == [{"message": "Hello Workers Analytics Engine"}]
     result = q.rt.analytics.query("SELECT 1 + 1, 2.5 * 2 AS f, 'x' AS s, -3 AS neg")
-    assert result["meta"] == [{"name": "1 + 1", "type": "UInt16"}, {"name": "f", "type": "Float64"},
+    assert result["meta"] == [{"name": "plus(1, 1)", "type": "UInt16"}, {"name": "f", "type": "Float64"},
                               {"name": "s", "type": "String"}, {"name": "neg", "type": "Int8"}]
-    assert result["data"] == [{"1 + 1": 2, "f": 5, "s": "x", "neg": -3}]
+    assert result["data"] == [{"plus(1, 1)": 2, "f": 5, "s": "x", "neg": -3}]
 
 
 # -- formats ------------------------------------------------------------------------------------------
