@@ -9,6 +9,7 @@ from ..errors import JsTypeError
 from ..objects import JsObject
 from .errors import (
     COLUMN_NOT_FOUND,
+    COLUMN_NOT_FOUND_CAUSE,
     D1_COLUMN_NOTFOUND,
     SESSION_ERROR,
     JsException,
@@ -38,7 +39,8 @@ def _bind_value(value: Any) -> Any:
         # JS numbers that happen to be whole are integers once they reach SQLite.
         if math.isfinite(value) and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
             return int(value)
-        return value
+        # D1 sends parameters as JSON, where NaN and Infinity become null.
+        return value if math.isfinite(value) else None
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, list) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in value):
@@ -82,7 +84,9 @@ class D1PreparedStatement:
         if colName is None:
             return row
         if colName not in row:
-            raise d1_error(D1_COLUMN_NOTFOUND, COLUMN_NOT_FOUND.format(column=colName))
+            error = d1_error(D1_COLUMN_NOTFOUND, COLUMN_NOT_FOUND.format(column=colName))
+            error.cause = JsException(COLUMN_NOT_FOUND_CAUSE)  # workerd's cause omits the name
+            raise error
         return row[colName]
 
     async def all(self) -> JsObject:

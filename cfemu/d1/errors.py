@@ -47,6 +47,7 @@ NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
 PARAMS_ONLY_LAST = ("When executing multiple SQL statements in a single call, only the last statement can "
                     "have parameters.")
 COLUMN_NOT_FOUND = "Column not found ({column})"
+COLUMN_NOT_FOUND_CAUSE = "Column not found"
 TYPE_NOT_SUPPORTED = "Type '{type}' not supported for value '{value}'"
 EXEC_LINE = "Error in line {line}: {text}: {error}"
 SESSION_ERROR = "D1_SESSION_ERROR: invalid bookmark or constraint"

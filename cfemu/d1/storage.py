@@ -100,11 +100,31 @@ class _CommittedSize:
             self._map = None
 
 
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def _d1_value(value: Any) -> Any:
-    # D1 hands BLOBs back as arrays of byte values (what JSON carries), not as buffers.
-    if isinstance(value, bytes):
+    """A SQLite value as Python code on Cloudflare receives it: D1 sends results as JSON, workerd
+    parses them into JS values and Pyodide converts those (BLOB -> list of byte values, every
+    number -> a double, whose integer values become Python ints)."""
+    kind = type(value)
+    if kind is bytes:
         return list(value)
+    if kind is int:
+        return value if -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER else int(float(value))
+    if kind is float and value.is_integer():
+        return int(value)
     return value
+
+
+def _js_shaped(row: tuple[Any, ...]) -> bool:
+    """True when every value of the row already is what `_d1_value` would make of it."""
+    for value in row:
+        kind = type(value)
+        if kind is bytes or (kind is float and value.is_integer()) or (
+                kind is int and not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER):
+            return False
+    return True
 
 
 class D1Storage:
@@ -224,7 +244,7 @@ class D1Storage:
             self._rows = None
         duration = (time.perf_counter() - started) * 1000
         for row in rows:
-            if any(isinstance(v, bytes) for v in row):
+            if not _js_shaped(row):
                 rows = [tuple(_d1_value(v) for v in row) for row in rows]
                 break
         if not want_meta:
@@ -241,7 +261,7 @@ class D1Storage:
             timings=JsObject(sql_duration_ms=duration),
             duration=duration,
             changes=changes,
-            last_row_id=last_row_id,
+            last_row_id=_d1_value(last_row_id),
             changed_db=changed,
             size_after=size,
             # SQLite does not count the rows a statement visits; these approximate D1's counters.

@@ -1,0 +1,49 @@
+"""Values crossing D1's JSON boundary as production's do (workerd's d1-api.ts JSON-encodes params and
+parses results into JS numbers, which Pyodide hands to Python)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cfemu.d1 import D1Database, D1Storage
+from cfemu.errors import JsException
+
+
+@pytest.fixture
+async def db(tmp_path):
+    storage = D1Storage(tmp_path / "values.sqlite")
+    yield D1Database(storage)
+    storage.close()
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+async def test_non_finite_floats_bind_as_null(db, value):
+    # JSON.stringify(Infinity) and JSON.stringify(NaN) are both "null".
+    row = await db.prepare("SELECT ? AS v, typeof(?) AS t").bind(value, value).first()
+    assert dict(row) == {"v": None, "t": "null"}
+
+
+async def test_integers_beyond_2_53_come_back_as_js_numbers_do(db):
+    # A JS number cannot hold 2**63 - 1: the result is the nearest double, an integer-valued float
+    # that Pyodide turns into a Python int.
+    row = await db.prepare("SELECT 9223372036854775807 AS big, -9007199254740993 AS neg, 9007199254740991 AS safe").first()
+    assert dict(row) == {"big": 9223372036854775808, "neg": -9007199254740992, "safe": 9007199254740991}
+    assert type(row["big"]) is int
+    raw = await db.prepare("SELECT 9223372036854775807").raw()
+    assert raw == [[9223372036854775808]]
+
+
+async def test_whole_reals_come_back_as_ints(db):
+    # SQLite REAL 2.0 crosses as the JS number 2, which Pyodide converts to the int 2.
+    row = await db.prepare("SELECT 2.0 AS whole, 2.5 AS half").first()
+    assert dict(row) == {"whole": 2, "half": 2.5}
+    assert type(row["whole"]) is int and type(row["half"]) is float
+
+
+async def test_column_not_found_cause_is_the_bare_text(db):
+    with pytest.raises(JsException) as info:
+        await db.prepare("SELECT 1 AS a").first("b")
+    assert str(info.value) == "D1_COLUMN_NOTFOUND: Column not found (b)"
+    assert str(info.value.cause) == "Column not found"
