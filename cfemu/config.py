@@ -9,6 +9,7 @@ compatibility_date, triggers, ...) but vars and bindings must be declared again 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -388,7 +389,18 @@ class _Parser:
             if candidate.is_file():
                 values = dotenv_values(candidate)
                 return {k: (v or "") for k, v in values.items()}
-        return {}
+        # Wrangler 4 falls back to .env files when there is no .dev.vars: all that match are merged,
+        # the most specific winning (.env < .env.<env> < .env.local < .env.<env>.local).
+        if os.environ.get("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV", "").lower() == "false":
+            return {}
+        names = [".env", f".env.{self.env}" if self.env else None, ".env.local",
+                 f".env.{self.env}.local" if self.env else None]
+        merged: dict[str, str] = {}
+        for name in names:
+            candidate = self.path.parent / name if name else None
+            if candidate is not None and candidate.is_file():
+                merged.update({k: (v or "") for k, v in dotenv_values(candidate).items()})
+        return merged
 
     def kv(self, section: dict[str, Any], where: str) -> tuple[KVNamespaceConfig, ...]:
         out = []

@@ -38,6 +38,12 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "cont
                "proxy-connection"}
 
 
+
+def _secrets_file(path: str) -> bool:
+    """.dev.vars(.<env>) or, as Wrangler 4 reads them when there is no .dev.vars, .env(.<env>)(.local)."""
+    name = Path(path).name
+    return name.startswith(".dev.vars") or name == ".env" or name.startswith(".env.")
+
 class DevServer:
     """The worker behind an aiohttp application; `runtime` is swapped on reload."""
 
@@ -80,7 +86,7 @@ class DevServer:
         """Config changed: restart the runtime (new bindings, migrations). Code changed: fresh modules."""
         async with self._reload_lock:
             config_changed = any(Path(p).name in ("wrangler.toml", "wrangler.json", "wrangler.jsonc")
-                                 or Path(p).name.startswith(".dev.vars") for p in changed)  # .dev.vars.<env> too
+                                 or _secrets_file(p) for p in changed)
             if self.runtime is not None and not config_changed:
                 try:
                     await self.runtime.reload()
@@ -111,7 +117,7 @@ class DevServer:
 
         def relevant(change: Any, path: str) -> bool:
             return not path.startswith(state) and "__pycache__" not in path and (
-                path.endswith((".py", ".toml", ".json", ".jsonc")) or Path(path).name.startswith(".dev.vars"))
+                path.endswith((".py", ".toml", ".json", ".jsonc")) or _secrets_file(path))
 
         async for changes in awatch(*roots, watch_filter=relevant, stop_event=self._stop_watch, debounce=200, step=50):
             await self.reload({path for _, path in changes})

@@ -304,3 +304,22 @@ def test_defaults_name_from_directory_and_ids_from_bindings(tmp_path):
     assert c.name == "my-worker"
     assert c.kv_namespaces[0].id == "KV"
     assert c.r2_buckets[0].bucket_name == "files"
+
+
+def test_dot_env_files_when_there_is_no_dev_vars(tmp_path, monkeypatch):
+    # Wrangler 4: without a .dev.vars file, every matching .env file is loaded and merged, the most
+    # specific winning: .env.<env>.local > .env.local > .env.<env> > .env.
+    monkeypatch.delenv("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV", raising=False)
+    path = _dir(tmp_path, HEAD + "[env.staging]\n")
+    (tmp_path / ".env").write_text("A=env\nB=env\nC=env\nD=env\n")
+    (tmp_path / ".env.staging").write_text("B=staging\nC=staging\nD=staging\n")
+    (tmp_path / ".env.local").write_text("C=local\nD=local\n")
+    (tmp_path / ".env.staging.local").write_text("D=staging-local\n")
+    assert load_config(path).secrets == {"A": "env", "B": "env", "C": "local", "D": "local"}
+    assert load_config(path, "staging").secrets == {"A": "env", "B": "staging", "C": "local", "D": "staging-local"}
+    # a .dev.vars file (even only the generic one) means .env files are not read at all
+    (tmp_path / ".dev.vars").write_text("ONLY=dev\n")
+    assert load_config(path, "staging").secrets == {"ONLY": "dev"}
+    (tmp_path / ".dev.vars").unlink()
+    monkeypatch.setenv("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV", "false")
+    assert load_config(path).secrets == {}

@@ -246,3 +246,18 @@ def test_port_in_use_is_a_clear_error(server, tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert f"cfemu: cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_dot_env_file_is_read_and_reloads(tmp_path, dev_server, write_worker):
+    # Wrangler 4 reads .env when there is no .dev.vars; editing it reloads like .dev.vars does.
+    config = write_worker(tmp_path / "w", """
+        from workers import Response, WorkerEntrypoint
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                return Response(self.env.SECRET)
+    """)
+    (tmp_path / "w" / ".env").write_text("SECRET=one\n")
+    proc = dev_server(config)
+    assert _get(proc.url + "/") == (200, "one")
+    _touch_write(tmp_path / "w" / ".env.local", "SECRET=two\n")
+    assert _wait_for_body(proc.url + "/", "two") == (200, "two")
