@@ -1,7 +1,9 @@
 """What a consumer's `queue()` handler receives: `MessageBatch` and its `Message`s.
 
-Acknowledgement rules (Cloudflare's): the first call on a message wins; a call on a message made
-before a batch-level call keeps its effect (the batch call covers only the undecided messages);
+Acknowledgement rules (Cloudflare's): a message's first ack() or retry() decides it (a later retry()
+only replaces an earlier retry()'s delay); a call on a message made before a batch-level call keeps
+its effect (the batch call covers only the undecided messages); a retry delay comes from the
+message's retry(), else from retryAll(), else from the consumer's retry_delay;
 once the handler returns, what was not retried is acked; if it raised, what was not acked is retried.
 """
 
@@ -73,11 +75,11 @@ class _Outcome:
             log.warning(RETRY_AFTER_ACK_ALL.format(id=message_id))
             return
         previous = self.messages.get(message_id)
-        if previous is not None:
-            if previous[0] == _ACK:
-                log.warning(RETRY_AFTER_ACK.format(id=message_id))
+        if previous is not None and previous[0] == _ACK:
+            log.warning(RETRY_AFTER_ACK.format(id=message_id))
             return
-        # After retryAll() a message's own retry() still sets its own delay, as in workerd.
+        # workerd upserts: a later retry() replaces an earlier one's options, and after retryAll()
+        # a message's own retry() still sets its own delay.
         self.messages[message_id] = (_RETRY, delay)
 
     def ack_all(self) -> None:
@@ -96,6 +98,10 @@ class _Outcome:
 
     def decide(self, message_id: str, handler_failed: bool) -> Decision:
         kind, delay = self.messages.get(message_id) or self.batch or ((_RETRY, None) if handler_failed else (_ACK, None))
+        if kind == _RETRY and delay is None and self.batch is not None and self.batch[0] == _RETRY:
+            # Delay precedence (the broker's): the message's own retry() delay, then retryAll()'s,
+            # then the consumer's retry_delay.
+            delay = self.batch[1]
         return Decision(retry=kind == _RETRY, delay=delay)
 
 

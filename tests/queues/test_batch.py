@@ -29,9 +29,9 @@ def test_first_call_on_a_message_wins():
     b.messages[0].ack()
     b.messages[0].retry(delaySeconds=5)
     b.messages[1].retry(delaySeconds=5)
-    b.messages[1].ack()
-    b.messages[1].retry(delaySeconds=9)
-    assert decide(b, failed=True) == [ACK, Decision(True, 5)]
+    b.messages[1].ack()  # ignored (warning)
+    b.messages[1].retry(delaySeconds=9)  # workerd upserts the retry: the later delay replaces the earlier
+    assert decide(b, failed=True) == [ACK, Decision(True, 9)]
 
 
 def test_message_calls_made_before_batch_calls_keep_their_effect():
@@ -39,7 +39,8 @@ def test_message_calls_made_before_batch_calls_keep_their_effect():
     b.messages[0].ack()
     b.messages[1].retry()
     b.retryAll(delaySeconds=4)
-    assert decide(b) == [ACK, RETRY, Decision(True, 4)]
+    # b's retry() named no delay, so retryAll's applies to it as well
+    assert decide(b) == [ACK, Decision(True, 4), Decision(True, 4)]
     b = make(3)
     b.messages[0].retry(delaySeconds=1)
     b.ackAll()
@@ -58,3 +59,19 @@ def test_calls_after_a_batch_call():
     b.messages[0].retry()  # ignored
     b.retryAll()  # ignored
     assert decide(b, failed=True) == [ACK, ACK]
+
+
+def test_retry_delay_precedence_message_then_retry_all_then_consumer():
+    """The broker uses the message's own delay, else retryAll()'s, else the consumer's retry_delay (None)."""
+    b = make(3)
+    b.messages[0].retry()  # no delay of its own: retryAll's applies
+    b.messages[1].retry(delaySeconds=2)
+    b.retryAll(delaySeconds=7)
+    assert decide(b) == [Decision(True, 7), Decision(True, 2), Decision(True, 7)]
+    b = make(2)
+    b.retryAll(delaySeconds=7)
+    b.messages[0].retry()  # after retryAll: still retryAll's delay
+    assert decide(b, failed=True) == [Decision(True, 7), Decision(True, 7)]
+    b = make(2)
+    b.messages[0].retry()
+    assert decide(b, failed=True) == [Decision(True, None), Decision(True, None)]

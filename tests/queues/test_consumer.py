@@ -395,3 +395,21 @@ async def test_purge(make_runtime):
     assert h.service.purge("jobs") == 4
     await h.rt.advance(20)
     assert h.worker.deliveries == [] and h.service.pending("jobs") == 0
+
+
+async def test_retry_without_delay_takes_retry_all_delay_over_retry_delay(make_runtime):
+    h = await make_runtime(consumer_toml(max_batch_timeout=0, retry_delay=30, max_retries=5))
+    times: list[float] = []
+
+    def behaviour(batch, env):
+        times.append(h.clock.now() - h.t0)
+        if batch.messages[0].attempts == 1:
+            batch.messages[0].retry()
+            batch.retryAll(delaySeconds=100)
+
+    h.worker.behaviour = behaviour
+    await h.rt.env.Q.send("m")
+    await h.rt.advance(99)
+    assert times == [0]
+    await h.rt.advance(1)
+    assert times == [0, 100]
