@@ -14,6 +14,7 @@ from ..clock import Clock, RealClock
 from ..errors import JsException, JsTypeError
 from ..objects import JsObject, to_js_object
 from . import errors as E
+from . import jsjson
 from .storage import Entry, KVStore, ListedKey
 
 if TYPE_CHECKING:
@@ -75,31 +76,11 @@ def _to_int(value: Any, name: str) -> int:
     return value
 
 
-def _js_json(value: Any) -> str:
-    """JSON.stringify: compact, non-ASCII kept, integral floats written as integers."""
-    def fix(v: Any) -> Any:
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, dict):
-            return {str(k): fix(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [fix(x) for x in v]
-        return v
-
-    try:
-        return json.dumps(fix(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise JsTypeError(f"KV put(): metadata must be serializable to JSON ({e}).") from None
-
-
 def _decode(data: bytes, type_: str, method: str) -> Any:
     if type_ == "text":
         return data.decode("utf-8", errors="replace")
     if type_ == "json":
-        try:
-            return to_js_object(json.loads(data.decode("utf-8", errors="replace")))
-        except ValueError as e:
-            raise JsException(f"Unexpected token in JSON: {e}", name="SyntaxError") from None
+        return to_js_object(jsjson.parse(data.decode("utf-8", errors="replace")))
     if type_ == "arrayBuffer":
         return bytes(data)
     if type_ == "stream":
@@ -239,8 +220,8 @@ class KVNamespace(metaclass=_KVNamespaceType):
             total += len(entry.value)
             if type_ == "json":
                 try:
-                    value = to_js_object(json.loads(text))
-                except ValueError:
+                    value = to_js_object(jsjson.parse(text))
+                except JsException:
                     raise E.kv_failed("GET_BULK", 400, E.BULK_NOT_TYPE.format(type="json")) from None
             else:
                 value = text
@@ -280,7 +261,7 @@ class KVNamespace(metaclass=_KVNamespaceType):
             expires = at
         meta_json: str | None = None
         if opts.get("metadata") is not None:
-            meta_json = _js_json(opts["metadata"])
+            meta_json = jsjson.stringify(opts["metadata"])
             size = len(meta_json.encode())
             if size > E.MAX_METADATA_SIZE:
                 raise E.kv_failed("PUT", 413, E.METADATA_LENGTH.format(length=size, limit=E.MAX_METADATA_SIZE))
@@ -373,17 +354,19 @@ async def _value_bytes(value: Any) -> tuple[bytes, int]:
         data = E.encode_key(value)
         return data, len(data)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value), len(value)
+        data = bytes(value)  # a memoryview's len() counts items, not bytes
+        return data, len(data)
     chunks: list[bytes] = []
     size = 0
     async for chunk in value:
         if isinstance(chunk, str):
-            chunk = chunk.encode()
+            chunk = E.encode_key(chunk)
         elif not isinstance(chunk, (bytes, bytearray, memoryview)):
             raise JsTypeError(E.PUT_VALUE_TYPE)
+        chunk = bytes(chunk)
         size += len(chunk)
         if size <= E.MAX_VALUE_SIZE:
-            chunks.append(bytes(chunk))
+            chunks.append(chunk)
     return b"".join(chunks), size
 
 

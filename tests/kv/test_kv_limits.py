@@ -158,3 +158,45 @@ async def test_failed_writes_change_nothing(kv):
         with pytest.raises(JsException):
             await bad
     assert await kv.getWithMetadata("k") == {"value": "original", "metadata": {"v": 1}, "cacheStatus": None}
+
+
+async def test_value_size_counts_bytes_of_any_buffer_view(kv):
+    limit = 25 * 1024 * 1024
+    # A view of 4-byte items: len() counts items, the limit counts bytes.
+    view = memoryview(bytearray(limit + 4)).cast("I")
+    await fails(kv.put("k", view), f"KV PUT failed: 413 Value length of {limit + 4} exceeds limit of {limit}.")
+    await kv.put("k", memoryview(b"\x01\x00\x00\x00\x02\x00\x00\x00").cast("I"))
+    assert await kv.get("k", type="arrayBuffer") == b"\x01\x00\x00\x00\x02\x00\x00\x00"
+
+
+async def test_json_type_rejects_what_json_parse_rejects(kv):
+    for text in ("NaN", "Infinity", "-Infinity", '{"a": NaN}'):
+        await kv.put("k", text)
+        with pytest.raises(JsException) as info:
+            await kv.get("k", type="json")
+        assert info.value.name == "SyntaxError"
+        await fails(kv.get(["k"], type="json"),
+                    "KV GET_BULK failed: 400 At least one of the requested keys corresponds to a non-json value")
+
+
+async def test_metadata_is_measured_as_json_stringify_writes_it(kv):
+    # JSON.stringify writes 1e-7 (4 bytes), Python's json 1e-07 (5): {"b":"…","f":1e-7} is 17 + n bytes.
+    await kv.put("k", "v", metadata={"b": "x" * 1007, "f": 1e-7})
+    await fails(kv.put("k", "v", metadata={"b": "x" * 1008, "f": 1e-7}),
+                "KV PUT failed: 413 Metadata length of 1025 exceeds limit of 1024.")
+    await kv.put("n", "v", metadata={"big": 1e21, "whole": 2.0, "nan": float("nan"), "inf": float("inf")})
+    assert (await kv.getWithMetadata("n"))["metadata"] == {"big": 1e21, "whole": 2, "nan": None, "inf": None}
+
+
+async def test_metadata_that_json_stringify_refuses(kv):
+    await kv.put("k", "original")
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    await fails(kv.put("k", "v", metadata=cyclic), "Converting circular structure to JSON", JsTypeError)
+    await fails(kv.put("k", "v", metadata={"n": 2**60}), "Do not know how to serialize a BigInt", JsTypeError)
+    with pytest.raises(JsTypeError):
+        await kv.put("k", "v", metadata={"s": {1, 2}})
+    # A lone surrogate is escaped, not a crash while counting bytes.
+    await kv.put("s", "v", metadata={"t": "a\ud800"})
+    assert (await kv.getWithMetadata("s"))["metadata"] == {"t": "a\ud800"}
+    assert await kv.get("k") == "original"
