@@ -33,11 +33,12 @@ def run_query(store: AnalyticsStore | None, sql: str, *, now: float, fmt: str | 
         return render(plan.names, ["String"], [(t,) for t in sorted(datasets)], out_format)
     if plan.show == "timezone":
         return render(plan.names, ["String"], [("Etc/UTC",)], out_format)
+    execute = execute_detached if store is None else store.execute  # no store: only table-less queries run
+    before_limit = None
     try:
-        if store is None:  # nothing stored yet: only a query without a table can run
-            duck_types, rows = execute_detached(plan.sql)
-        else:
-            duck_types, rows = store.execute(plan.sql)
+        duck_types, rows = execute(plan.sql)
+        if plan.unlimited_sql is not None and out_format == "JSON":
+            before_limit = execute(f"SELECT count(*) FROM ({plan.unlimited_sql})")[1][0][0]
     except duckdb.Error as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AnalyticsQueryError(message) from None
@@ -49,4 +50,7 @@ def run_query(store: AnalyticsStore | None, sql: str, *, now: float, fmt: str | 
             kinds.append("Int64" if any(r[i] is not None and r[i] < 0 for r in rows) else "UInt64")
         else:
             kinds.append(clickhouse_type(duck))
-    return render(plan.names, kinds, rows, out_format)
+    body = render(plan.names, kinds, rows, out_format)
+    if before_limit is not None:
+        body["rows_before_limit_at_least"] = before_limit
+    return body

@@ -59,6 +59,7 @@ class Plan:
     types: list[str | None]  # ClickHouse type per column when inferred; None -> derive from DuckDB's
     format: str = "JSON"
     show: str | None = None  # "tables" | "timezone" for SHOW statements
+    unlimited_sql: str | None = None  # the query without its LIMIT/OFFSET, when it has a LIMIT
 
 
 @dataclass
@@ -216,8 +217,9 @@ class Translator:
             if name.lower() not in FORMATS:
                 raise fail(f"Unsupported FORMAT {name}: use JSON, JSONEachRow or TabSeparated")
             fmt = FORMATS[name.lower()]
+        self._unlimited_sql = None
         select_sql, names, types = self.select(node, outer=True)
-        return Plan(select_sql, names, types, fmt)
+        return Plan(select_sql, names, types, fmt, unlimited_sql=self._unlimited_sql)
 
     def _show(self, words: list[str]) -> Plan:
         words = words[1:]
@@ -323,6 +325,8 @@ class Translator:
             if isinstance(value, exp.Column) and value.name.upper() == "ALL":
                 pass
             else:
+                if outer:  # ClickHouse's JSON reports how many rows there were before the LIMIT
+                    self._unlimited_sql = " ".join(out)
                 out.append(f"LIMIT {self._count(value, 'LIMIT')}")
         offset = node.args.get("offset")
         if offset is not None:

@@ -320,6 +320,19 @@ async def test_format_json_is_the_default(q):
                      "rows": 3}
 
 
+async def test_format_json_reports_rows_before_limit_when_there_is_a_limit(q):
+    # ClickHouse's JSON adds rows_before_limit_at_least (rows there were without the LIMIT) after `rows`
+    result = q.rt.analytics.query("SELECT blob1, count() AS n FROM events GROUP BY blob1 ORDER BY n DESC LIMIT 1")
+    assert list(result) == ["meta", "data", "rows", "rows_before_limit_at_least"]
+    assert result["data"] == [{"blob1": "paris", "n": "4"}]
+    assert result["rows"] == 1 and result["rows_before_limit_at_least"] == 3
+    result = q.rt.analytics.query("SELECT blob1 FROM events ORDER BY timestamp LIMIT 2 OFFSET 7")
+    assert result["rows"] == 1 and result["rows_before_limit_at_least"] == 8
+    assert "rows_before_limit_at_least" not in q.rt.analytics.query("SELECT blob1 FROM events LIMIT ALL")
+    assert "rows_before_limit_at_least" not in q.rt.analytics.query(
+        "SELECT n FROM (SELECT count() AS n FROM events LIMIT 1)")
+
+
 async def test_format_json_each_row(q):
     text = q.rt.analytics.query("SELECT blob1, count() AS n, max(double1) AS m, min(timestamp) AS t FROM events "
                                 "GROUP BY blob1 ORDER BY blob1 FORMAT JSONEachRow")
