@@ -77,12 +77,17 @@ class PresenceRoom(SocketHost):
         return {"id": uid, "status": visible_status(profile.get("state"), online, to_self=to_self),
                 "message": profile.get("message", ""), "name": profile.get("name")}
 
-    async def _publish(self, uid: str, *, skip=None) -> None:
-        """Push a user's presence to everyone and mirror it into KV."""
+    async def _publish(self, uid: str, *, skip=None, was_online: bool | None = None) -> None:
+        """Push a user's presence to everyone and mirror it into KV.
+
+        With `was_online`, others hear of it only when what they see changed: an appear-offline user
+        coming or going looks exactly like an offline user doing nothing (no frame, not even timing).
+        """
         online = uid in self._online_users()
         profile = await self._profile(uid)
         entry = await self._entry(uid, online, profile=profile)
-        self._broadcast({"type": "presence", "user": entry}, skip=skip)
+        if was_online is None or await self._entry(uid, was_online, profile=profile) != entry:
+            self._broadcast({"type": "presence", "user": entry}, skip=skip)
         own = await self._entry(uid, online, to_self=True, profile=profile)
         self._broadcast({"type": "presence", "user": own}, only_user=uid, skip=skip)
         await self._mirror(uid, entry)
@@ -113,7 +118,7 @@ class PresenceRoom(SocketHost):
         send(ws, {"type": "roster", "you": await self._entry(uid, True, to_self=True), "users": await self._roster(),
                   "inbox": await self._inbox(uid)})
         if not was_online:
-            await self._publish(uid, skip=ws)
+            await self._publish(uid, skip=ws, was_online=False)
 
     async def _inbox(self, uid: str) -> dict:
         try:
@@ -201,7 +206,7 @@ class PresenceRoom(SocketHost):
         online = self._online_users()
         for uid in dropped:
             if uid not in online:
-                await self._publish(uid)
+                await self._publish(uid, was_online=True)
 
     async def _on_alarm(self, now: int) -> int | None:
         await self._load_grace()
@@ -213,7 +218,7 @@ class PresenceRoom(SocketHost):
             online = self._online_users()
             for uid in due:
                 if uid not in online:
-                    await self._publish(uid)
+                    await self._publish(uid, was_online=True)
         # Keep the KV mirror of online users fresh (its TTL is what bounds staleness).
         last = getattr(self, "_mirrored", 0)
         if now - last >= KV_REFRESH_MS:
