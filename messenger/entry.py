@@ -25,7 +25,7 @@ from directory import Directory, directory
 from inbox import Inbox
 from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
 from presence import PresenceRoom, presence
-from protocol import BODIES, ERRORS, ProtocolError, validate
+from protocol import BODIES, ERRORS, ProtocolError, loads, validate
 from ratelimit import RateLimiter
 from rooms import ChatRoom
 from sockets import TRUSTED_USER_HEADER
@@ -214,12 +214,9 @@ class Default(WorkerEntrypoint):
 
     async def _body(self, request, schema_name: str) -> dict:
         raw = await request.text()
-        if len(raw.encode()) > MAX_BODY_BYTES:
+        if len(raw.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
             raise ApiError("too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        try:
-            obj = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise ApiError("bad_json", "request body is not valid JSON") from None
+        obj = loads(raw, "request body is not valid JSON") if raw.strip() else {}
         return validate(obj, BODIES[schema_name])
 
     # -- public routes --------------------------------------------------------------------------
@@ -347,6 +344,8 @@ class Default(WorkerEntrypoint):
         return {"pointers": py(await box.pending()), "counts": py(await box.counts())}
 
     async def _presence_lookup(self, request, claims, query, user):
+        if not re.fullmatch(r"[a-z0-9]{1,40}", user):  # user ids' shape; anything else would only reach KV's key limit
+            raise ApiError("not_found", "no such user")
         raw = await self.env.KV.get(f"presence:{user}") if getattr(self.env, "KV", None) is not None else None
         if raw is None:
             return {"id": user, "status": "offline", "source": "kv"}

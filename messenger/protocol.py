@@ -12,7 +12,7 @@ import re
 
 __all__ = [
     "ProtocolError", "parse_frame", "validate", "MAX_FRAME_BYTES", "MAX_TEXT_CHARS", "CLOSE", "ERRORS",
-    "CHAT_FRAMES", "PRESENCE_FRAMES", "BODIES", "PING", "PONG", "STATES", "WINKS", "error_frame",
+    "CHAT_FRAMES", "PRESENCE_FRAMES", "BODIES", "PING", "PONG", "STATES", "WINKS", "error_frame", "loads",
 ]
 
 MAX_FRAME_BYTES = 16 * 1024
@@ -67,7 +67,12 @@ def _str(lo: int, hi: int, pattern: str | None = None):
     def check(value):
         if not lo <= len(value) <= hi:
             return f"must be {lo}..{hi} characters"
-        if rx is not None and not rx.match(value):
+        try:
+            # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 store or hash can take.
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode text (lone surrogate)"
+        if rx is not None and not rx.fullmatch(value):  # match() + "$" would let "alice\n" through
             return "has an invalid format"
         return None
     return check
@@ -118,6 +123,14 @@ BODIES = {
 }
 
 
+def loads(text: str, message: str) -> object:
+    """json.loads whose every failure (including nesting too deep to decode) is a `bad_json` ProtocolError."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", message) from None
+
+
 def validate(obj: object, schema: dict, *, where: str = "body") -> dict:
     """Check a decoded JSON object against a schema; unknown fields are refused, not ignored."""
     if not isinstance(obj, dict):
@@ -148,12 +161,9 @@ def parse_frame(message: object, allowed: dict) -> dict:
         raise ProtocolError("bad_request", "binary frames are not supported")
     if not isinstance(message, str):
         raise ProtocolError("bad_request", "frames must be text")
-    if len(message.encode()) > MAX_FRAME_BYTES:
+    if len(message.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-    try:
-        obj = json.loads(message)
-    except ValueError:
-        raise ProtocolError("bad_json", "frame is not valid JSON") from None
+    obj = loads(message, "frame is not valid JSON")
     if not isinstance(obj, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
     kind = obj.get("type")
