@@ -24,10 +24,10 @@ def tokenize(text: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     buf = []
     i = 0
-    upper = text.upper()
     while i < len(text):
         for code in _CODES:
-            if upper.startswith(code.upper(), i):
+            # Compare slices of `text` itself: upper-casing the whole text shifts indexes ("ß" -> "SS").
+            if text[i:i + len(code)].upper() == code.upper():
                 if buf:
                     out.append(("text", "".join(buf)))
                     buf = []

@@ -14,10 +14,10 @@ export function render(text) {
   const out = document.createDocumentFragment();
   let buf = "";
   let i = 0;
-  const upper = text.toUpperCase();
   outer: while (i < text.length) {
     for (const e of table) {
-      if (upper.startsWith(e.code.toUpperCase(), i)) {
+      // Compare slices of the text itself: upper-casing it whole shifts indexes ("ß" -> "SS").
+      if (text.slice(i, i + e.code.length).toUpperCase() === e.code.toUpperCase()) {
         if (buf) { out.append(buf); buf = ""; }
         const img = document.createElement("img");
         img.src = e.image; img.alt = e.code; img.title = e.label; img.className = "emo";
