@@ -25,7 +25,7 @@ from ..config import QueueConsumerConfig
 from ..objects import JsObject
 from . import codec
 from .batch import Message, MessageBatch, _Outcome
-from .errors import DEFAULT_MAX_CONCURRENCY
+from .errors import CONSUMER_WALL_TIME_LIMIT, DEFAULT_MAX_CONCURRENCY, WALL_TIME_EXCEEDED
 from .producer import Queue
 from .storage import QueueCounts, QueueStore, StoredMessage
 
@@ -55,8 +55,10 @@ class QueueBroker:
     def __init__(self, path: str | Path, *, clock: Clock, dispatch: Callable[[MessageBatch], Awaitable[Any]],
                  consumers: Iterable[QueueConsumerConfig] = (),
                  spawn: Callable[[Awaitable[Any]], asyncio.Future] | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None,
+                 wall_time_limit: float = CONSUMER_WALL_TIME_LIMIT) -> None:
         self.clock = clock
+        self.wall_time_limit = wall_time_limit
         self.store = QueueStore(path)
         self._dispatch = dispatch
         self._spawn = spawn or asyncio.ensure_future
@@ -217,12 +219,7 @@ class QueueBroker:
             messages = [
                 Message(r.id, r.timestamp_ms, codec.decode(r.body, r.content_type), r.attempts, outcome) for r in rows
             ]
-            failed = False
-            try:
-                await self._dispatch(MessageBatch(queue, messages, outcome))
-            except Exception as error:  # the handler's failure is the batch's outcome, not ours
-                failed = True
-                self.log.error("queue %r: consumer raised %s: %s", queue, type(error).__name__, error, exc_info=error)
+            failed = await self._invoke(queue, MessageBatch(queue, messages, outcome))
             if self._dead:
                 return
             decisions = [outcome.decide(r.id, failed) for r in rows]
@@ -239,6 +236,32 @@ class QueueBroker:
                     for seq, visible_at in self.store.visible_at(seqs):
                         self._index(state, seq, visible_at, now)
                 self._kick(queue)
+
+    async def _invoke(self, queue: str, batch: MessageBatch) -> bool:
+        """Run the consumer on `batch` within the wall-time limit; True if the invocation failed."""
+        invocation = asyncio.ensure_future(self._dispatch(batch))
+        expired: list[bool] = []
+
+        def expire() -> None:
+            if not invocation.done():
+                expired.append(True)
+                invocation.cancel()
+
+        # On the runtime's clock, so a test reaches the limit by advancing the virtual clock.
+        limit = self.clock.call_later(self.wall_time_limit, expire)
+        try:
+            await invocation
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # the broker itself is being cancelled (close or crash)
+            self.log.warning(WALL_TIME_EXCEEDED.format(queue=queue, limit=f"{self.wall_time_limit:g}"))
+            return True
+        except Exception as error:  # the handler's failure is the batch's outcome, not ours
+            self.log.error("queue %r: consumer raised %s: %s", queue, type(error).__name__, error, exc_info=error)
+            return True
+        finally:
+            limit.cancel()
+        return False
 
     def _settle(self, queue: str, state: _Consumed, results: list[tuple[StoredMessage, bool, int | None]]) -> None:
         """Store a batch's outcome in one transaction, then update the in-memory indexes."""

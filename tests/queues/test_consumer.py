@@ -413,3 +413,26 @@ async def test_retry_without_delay_takes_retry_all_delay_over_retry_delay(make_r
     assert times == [0]
     await h.rt.advance(1)
     assert times == [0, 100]
+
+
+async def test_a_handler_that_never_returns_hits_the_15_minute_wall_time_limit(make_runtime, caplog):
+    """Production ends a consumer invocation after 15 minutes; what it did not ack is retried."""
+    h = await make_runtime(consumer_toml(max_batch_timeout=1, max_concurrency=1))
+
+    async def behaviour(batch, env):
+        if batch.messages[0].attempts == 1:
+            batch.messages[0].ack()
+            await asyncio.Event().wait()  # never returns
+
+    h.worker.behaviour = behaviour
+    await h.rt.env.Q.sendBatch([{"body": "acked"}, {"body": "stuck"}])
+    await h.rt.advance(1)
+    with caplog.at_level(logging.WARNING, logger="cfemu"):
+        await h.rt.advance(899.9)
+        assert h.service.in_flight("jobs") == 2 and "wall-time limit" not in caplog.text
+        await h.rt.advance(0.1)
+    assert "exceeded its wall-time limit of 900 s" in caplog.text
+    assert h.service.in_flight("jobs") == 0
+    await h.rt.advance(1)
+    assert attempts(h) == [("acked", 1), ("stuck", 1), ("stuck", 2)]
+    assert h.service.pending("jobs") == 0
