@@ -93,6 +93,16 @@ def call(tr: Translator, node: exp.Expression, scope: Scope) -> Typed:
 
 # -- aggregates -------------------------------------------------------------------------------------
 
+_EMPTY_DEFAULTS = {"String": "''", "DateTime": "TIMESTAMP '1970-01-01 00:00:00'", "Date": "DATE '1970-01-01'"}
+
+
+def _or_default(sql: str, kind: str | None) -> str:
+    """ClickHouse's aggregates over no rows give the type's default (0, '', 1970-01-01), not NULL,
+    because Analytics Engine columns are not Nullable; DuckDB gives NULL."""
+    default = "0" if is_number(kind) else _EMPTY_DEFAULTS.get(kind or "")
+    return sql if default is None else f"coalesce({sql}, {default})"
+
+
 
 def _distinct_arg(c: _Call) -> tuple[str, Typed]:
     c.no_params()
@@ -119,10 +129,11 @@ def _sum(c: _Call) -> Typed:
     distinct, value = _distinct_arg(c)
     if is_int(value.type):
         kind, duck = ("UInt64", "UBIGINT") if value.type.startswith("U") else ("Int64", "BIGINT")
-        return Typed(f"CAST(sum({distinct}{value.sql}) AS {duck})", kind)
+        return Typed(_or_default(f"CAST(sum({distinct}{value.sql}) AS {duck})", kind), kind)
     if not is_number(value.type) and value.type is not None:
         raise fail(f"sum() needs numbers, not {value.type}")
-    return Typed(f"sum({distinct}{value.sql})", "Float64" if value.type else None)
+    kind = "Float64" if value.type else None
+    return Typed(_or_default(f"sum({distinct}{value.sql})", kind), kind)
 
 
 @_fn("avg")
@@ -138,7 +149,7 @@ def _min_max(c: _Call) -> Typed:
     c.no_params()
     c.arity(1)
     value = c.arg(0)
-    return Typed(f"{c.name.lower()}({value.sql})", value.type)
+    return Typed(_or_default(f"{c.name.lower()}({value.sql})", value.type), value.type)
 
 
 @_fn("argMax", "argMin")
@@ -147,7 +158,7 @@ def _arg_extreme(c: _Call) -> Typed:
     c.arity(2)
     value, by = c.arg(0), c.arg(1)
     fn = "arg_max" if c.name.lower() == "argmax" else "arg_min"
-    return Typed(f"{fn}({value.sql}, {by.sql})", value.type)
+    return Typed(_or_default(f"{fn}({value.sql}, {by.sql})", value.type), value.type)
 
 
 @_fn("first_value", "any")
@@ -155,7 +166,7 @@ def _first(c: _Call) -> Typed:
     c.no_params()
     c.arity(1)
     value = c.arg(0)
-    return Typed(f"first({value.sql})", value.type)
+    return Typed(_or_default(f"first({value.sql})", value.type), value.type)
 
 
 @_fn("last_value", "anyLast")
@@ -163,7 +174,7 @@ def _last(c: _Call) -> Typed:
     c.no_params()
     c.arity(1)
     value = c.arg(0)
-    return Typed(f"last({value.sql})", value.type)
+    return Typed(_or_default(f"last({value.sql})", value.type), value.type)
 
 
 def _weight_is_sample_interval(c: _Call, node: exp.Expression) -> bool:

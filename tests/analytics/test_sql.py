@@ -101,6 +101,16 @@ async def test_unaliased_expressions_are_named_as_clickhouse_formats_them(q):
     assert one(q, "SELECT `count()` AS n FROM (SELECT count() FROM events)") == {"n": "8"}
 
 
+async def test_aggregates_over_no_rows_give_the_types_defaults_not_null(q):
+    # Analytics Engine columns are not Nullable: ClickHouse answers an aggregate over no rows with
+    # the type's default value (avg's NaN is written as null in JSON)
+    assert one(q, "SELECT sum(double1) AS s, sum(_sample_interval) AS si, min(timestamp) AS t, max(blob1) AS b, "
+                  "argMax(blob1, double1) AS am, any(index1) AS a, count() AS n, avg(double1) AS av "
+                  "FROM events WHERE blob1 = 'nowhere'") == {
+        "s": 0, "si": "0", "t": "1970-01-01 00:00:00", "b": "", "am": "", "a": "", "n": "0", "av": None}
+    assert q("SELECT sum(double1) AS s FROM events WHERE blob1 = 'nowhere' FORMAT TabSeparated") == "0\n"
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
