@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
@@ -131,6 +132,9 @@ class DevServer:
             response = await self._dispatch(request)
             status = response.status
             return response
+        except web.HTTPException as e:  # 413 from a too-large body: aiohttp answers it; log its status
+            status = e.status
+            raise
         finally:
             if request.path != "/cdn-cgi/cfemu/ping" and log.isEnabledFor(logging.INFO):
                 elapsed = (time.perf_counter() - started) * 1000
@@ -352,13 +356,26 @@ async def _to_aiohttp_response(request: web.Request, response: Response) -> web.
     body = response.body
     if body is None or isinstance(body, bytes):
         return web.Response(status=response.status, reason=response.statusText or None, body=body, headers=headers)
+    if request.method == "HEAD":  # headers only; the worker's stream is never read
+        _close_stream(body)
+        return web.Response(status=response.status, reason=response.statusText or None, headers=headers)
     stream = web.StreamResponse(status=response.status, reason=response.statusText or None)
     stream.headers.extend(headers)
     await stream.prepare(request)
-    async for chunk in body:
-        await stream.write(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
-    await stream.write_eof()
+    try:
+        async for chunk in body:
+            await stream.write(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+        await stream.write_eof()
+    except (ConnectionError, aiohttp.ClientConnectionResetError):
+        # The client went away mid-stream: stop producing; nothing to report to anyone.
+        _close_stream(body)
     return stream
+
+
+def _close_stream(body: Any) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        asyncio.ensure_future(aclose())
 
 
 def _setup_logging(level: str) -> None:

@@ -261,3 +261,26 @@ def test_dot_env_file_is_read_and_reloads(tmp_path, dev_server, write_worker):
     assert _get(proc.url + "/") == (200, "one")
     _touch_write(tmp_path / "w" / ".env.local", "SECRET=two\n")
     assert _wait_for_body(proc.url + "/", "two") == (200, "two")
+
+
+async def test_head_of_a_streamed_response_is_headers_only(server):
+    # Was: the stream was written to a HEAD response, aiohttp refused, a traceback went to the log
+    # and the request line said 500.
+    mark = server.mark()
+    async with aiohttp.ClientSession() as session:
+        async with session.head(server.url + "/stream") as resp:
+            assert resp.status == 200 and await resp.read() == b""
+    server.wait_for(LOG_LINE.format(method="HEAD", path="/stream", status=200), start=mark)
+    assert not any("Traceback" in line for line in server.lines[mark:])
+
+
+async def test_too_large_upload_is_413_in_the_request_log(server):
+    # Cloudflare's request body limit (100 MB on Free/Pro) answers 413; the log line said 500.
+    mark = server.mark()
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.post(server.url + "/size", data=b"x" * (100 * 1024 * 1024 + 1)) as resp:
+                assert resp.status == 413
+        except aiohttp.ClientError:
+            pass  # the server may close before the client has sent everything
+    server.wait_for(LOG_LINE.format(method="POST", path="/size", status=413), start=mark)
