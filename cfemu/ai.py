@@ -15,10 +15,12 @@ Configuration (process environment first, then the worker's `.dev.vars` / `[vars
   the list is the default; unmapped models are sent under their Workers AI name;
 * `CFEMU_AI_EMBEDDING_MODEL` - the server model for embeddings (same syntax);
 * `CFEMU_AI_API_KEY` - sent as `Authorization: Bearer ...`;
-* `CFEMU_AI_TIMEOUT` - seconds before a request fails (default 120).
+* `CFEMU_AI_TIMEOUT` - seconds before a request fails (default 120); a streamed answer fails when
+  the server sends nothing for that long.
 
 Supported tasks: text generation (`prompt` or `messages`, `max_tokens`, `temperature`, `stream`)
-returning `{"response": ...}`, and text embeddings (`@cf/baai/bge-*`: `{"text": [...]}` returning
+returning `{"response": ...}` (with `stream`, the server's stream is relayed event by event as
+Workers AI's server-sent events), and text embeddings (`@cf/baai/bge-*`: `{"text": [...]}` returning
 `{"shape": [n, d], "data": [[...]]}`).  Errors are `InferenceUpstreamError`s as the binding throws them.
 """
 
@@ -36,7 +38,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import JsException
+from .errors import ConfigError, JsException, JsTypeError
 from .objects import JsObject
 from .services import Service
 
@@ -102,10 +104,14 @@ class AIConfigFromEnv:
         self.text_models = _model_map(values.get("CFEMU_AI_MODEL"))
         self.embedding_models = _model_map(values.get("CFEMU_AI_EMBEDDING_MODEL"))
         self.api_key = values.get("CFEMU_AI_API_KEY") or None
+        raw = values.get("CFEMU_AI_TIMEOUT")
         try:
-            self.timeout = float(values.get("CFEMU_AI_TIMEOUT") or DEFAULT_TIMEOUT)
+            self.timeout = float(raw or DEFAULT_TIMEOUT)
         except ValueError:
-            raise ValueError(f"CFEMU_AI_TIMEOUT must be a number of seconds, not {values.get('CFEMU_AI_TIMEOUT')!r}") from None
+            self.timeout = math.nan
+        # aiohttp treats 0 as "no timeout": a request could then wait forever.
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"CFEMU_AI_TIMEOUT must be a positive number of seconds, not {raw!r}")
 
     def server_model(self, model: str, task: str) -> str:
         table = self.embedding_models if task == "text embeddings" else self.text_models
@@ -150,6 +156,8 @@ class Ai:
         self.lastRequestId = f"cfemu-ai-{self._requests}"
         if task == "text generation":
             messages = _messages(inputs)
+            if self._config.base_url and inputs.get("stream"):
+                return await self._chat_stream(model, messages, inputs)
             if self._config.base_url:
                 text, usage = await self._chat(model, messages, inputs)
             else:
@@ -175,7 +183,7 @@ class Ai:
 
     # -- the OpenAI-compatible server ----------------------------------------------------------
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+    def _request(self, path: str) -> tuple[str, Any, dict[str, str]]:
         import aiohttp
 
         url = f"{self._config.base_url}{path}"
@@ -184,10 +192,17 @@ class Ai:
         headers = {"content-type": "application/json"}
         if self._config.api_key:
             headers["authorization"] = f"Bearer {self._config.api_key}"
+        return url, self._session, headers
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        import aiohttp
+
+        url, session, headers = self._request(path)
         try:
-            async with self._session.post(url, json=payload, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self._config.timeout)) as resp:
-                body = await resp.text()
+            async with session.post(url, json=payload, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=self._config.timeout)) as resp:
+                # Servers do send bytes that are not UTF-8 (error pages); never fail on decoding them.
+                body = (await resp.read()).decode("utf-8", errors="replace")
                 if resp.status >= 400:
                     raise InferenceUpstreamError(
                         f"cfemu: the AI server at {url} answered {resp.status}: {_snippet(body)}")
@@ -202,7 +217,7 @@ class Ai:
             raise InferenceUpstreamError(f"cfemu: the AI server at {url} sent something that is not JSON: "
                                          f"{_snippet(body)}") from None
 
-    async def _chat(self, model: str, messages: list[dict[str, Any]], inputs: dict[str, Any]) -> tuple[str, dict]:
+    def _chat_payload(self, model: str, messages: list[dict[str, Any]], inputs: dict[str, Any]) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._config.server_model(model, "text generation"),
             "messages": messages,
@@ -212,14 +227,16 @@ class Ai:
         for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
             if inputs.get(name) is not None:
                 payload[name] = inputs[name]
-        answer = await self._post("/chat/completions", payload)
+        return payload
+
+    async def _chat(self, model: str, messages: list[dict[str, Any]], inputs: dict[str, Any]) -> tuple[str, dict]:
+        answer = await self._post("/chat/completions", self._chat_payload(model, messages, inputs))
         try:
             text = answer["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
             raise InferenceUpstreamError(f"cfemu: the AI server's answer has no choices[0].message.content: "
                                          f"{_snippet(json.dumps(answer))}") from None
-        usage = answer.get("usage") or {}
-        return text, {k: usage.get(k, 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        return text, _usage(answer.get("usage"))
 
     async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
         answer = await self._post("/embeddings", {"model": self._config.server_model(model, "text embeddings"),
@@ -227,14 +244,111 @@ class Ai:
         try:
             items = sorted(answer["data"], key=lambda d: d.get("index", 0))
             return [list(map(float, item["embedding"])) for item in items]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise InferenceUpstreamError(f"cfemu: the AI server's answer has no data[].embedding: "
                                          f"{_snippet(json.dumps(answer))}") from None
 
-    async def close(self) -> None:
+    async def _chat_stream(self, model: str, messages: list[dict[str, Any]], inputs: dict[str, Any]) -> _UpstreamSSE:
+        """Open a streamed chat completion; the answer's deltas are relayed as Workers AI events."""
+        import aiohttp
+
+        payload = self._chat_payload(model, messages, inputs)
+        payload["stream"] = True
+        url, session, headers = self._request("/chat/completions")
+        timeout = self._config.timeout
+        try:
+            # No total limit (a long answer may stream for minutes), but every wait for bytes is bounded.
+            resp = await session.post(url, json=payload, headers=headers,
+                                      timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout))
+        except asyncio.TimeoutError:
+            raise InferenceUpstreamError(f"cfemu: the AI server at {url} did not answer within {timeout:g} s") from None
+        except aiohttp.ClientError as e:
+            raise InferenceUpstreamError(f"cfemu: cannot reach the AI server at {url}: {e}") from None
+        if resp.status >= 400:
+            try:
+                body = (await resp.read()).decode("utf-8", errors="replace")
+            except (asyncio.TimeoutError, aiohttp.ClientError):
+                body = ""
+            finally:
+                resp.release()
+            raise InferenceUpstreamError(f"cfemu: the AI server at {url} answered {resp.status}: {_snippet(body)}")
+        return _UpstreamSSE(resp, url, timeout)
+
+    async def _aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    usage = usage if isinstance(usage, Mapping) else {}
+    out = {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(name, 0)
+        out[name] = value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return out
+
+
+class _UpstreamSSE:
+    """A streamed answer from the server, relayed as Workers AI's server-sent events (bytes)."""
+
+    def __init__(self, resp: Any, url: str, timeout: float) -> None:
+        self._resp = resp
+        self._url = url
+        self._timeout = timeout
+        self.locked = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.locked:
+            raise JsTypeError("This ReadableStream is currently locked to a reader.")
+        self.locked = True
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        usage: dict[str, int] | None = None
+        try:
+            while True:
+                try:
+                    line = await self._resp.content.readline()
+                except asyncio.TimeoutError:
+                    raise InferenceUpstreamError(
+                        f"cfemu: the AI server at {self._url} sent nothing for {self._timeout:g} s") from None
+                except (aiohttp.ClientError, ValueError) as e:
+                    raise InferenceUpstreamError(f"cfemu: the AI server at {self._url} broke off its answer: {e}") from None
+                if not line:
+                    break
+                text = line.decode("utf-8", errors="replace").strip()
+                if not text.startswith("data:"):
+                    continue
+                data = text[len("data:"):].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    raise InferenceUpstreamError(f"cfemu: the AI server at {self._url} streamed something that is "
+                                                 f"not JSON: {_snippet(data)}") from None
+                if not isinstance(event, Mapping):
+                    continue
+                if event.get("usage"):
+                    usage = _usage(event["usage"])
+                choices = event.get("choices")
+                piece = None
+                if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+                    delta = choices[0].get("delta")
+                    if isinstance(delta, Mapping):
+                        piece = delta.get("content")
+                if isinstance(piece, str) and piece:
+                    yield f"data: {json.dumps({'response': piece})}\n\n".encode()
+        finally:
+            self._resp.release()
+        tail = {"response": ""}
+        if usage is not None:
+            tail["usage"] = usage
+        yield f"data: {json.dumps(tail)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
 
 def _snippet(text: str, size: int = 300) -> str:
@@ -375,7 +489,7 @@ class AIService(Service):
 
     async def close(self) -> None:
         if self._ai is not None:
-            await self._ai.close()
+            await self._ai._aclose()
 
     def abandon(self) -> None:
         ai = self._ai

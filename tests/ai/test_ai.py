@@ -118,9 +118,27 @@ async def fake_server():
     behaviour = {"mode": "ok"}
     never = asyncio.Event()
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         seen.append((request.path, body, dict(request.headers)))
+        if behaviour["mode"] == "stream" and body.get("stream"):
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            for piece in ["Hel", "lo"]:
+                chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+                await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await behaviour["release"].wait()  # the test reads the first pieces before the rest exists
+            if behaviour.get("stall"):
+                await never.wait()
+            chunk = {"choices": [{"index": 0, "delta": {"content": " world"}}]}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+            await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
+            return resp
+        if behaviour["mode"] == "badbytes":
+            return web.Response(body=b"\xff\xfe not utf-8", status=500, content_type="text/plain", charset="utf-8")
+        if behaviour["mode"] == "badusage":
+            return web.json_response({"choices": [{"message": {"content": "ok"}}], "usage": "lots"})
         if behaviour["mode"] == "error":
             return web.json_response({"error": {"message": "model not loaded"}}, status=503)
         if behaviour["mode"] == "hang":
@@ -137,6 +155,8 @@ async def fake_server():
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
         seen.append((request.path, body, dict(request.headers)))
+        if behaviour["mode"] == "badembedding":
+            return web.json_response({"data": [1, 2]})
         data = [{"index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(body["input"])]
         return web.json_response({"object": "list", "data": list(reversed(data)), "model": body["model"]})
 
@@ -232,3 +252,73 @@ async def test_offline_responder_says_so_in_the_log(config, caplog):
             await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "b"})
     warnings = [r.getMessage() for r in caplog.records if "offline AI responder" in r.getMessage()]
     assert len(warnings) == 1 and "CFEMU_AI_BASE_URL" in warnings[0]
+
+
+async def test_odd_server_answers_are_clear_errors(config, fake_server, monkeypatch):
+    monkeypatch.setenv("CFEMU_AI_BASE_URL", fake_server["url"])
+    url = fake_server["url"] + "/v1"
+    async with Runtime.from_config(config) as rt:
+        fake_server["behaviour"]["mode"] = "badbytes"
+        with pytest.raises(InferenceUpstreamError) as info:
+            await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "x"})
+        assert str(info.value) == f"cfemu: the AI server at {url}/chat/completions answered 500: \ufffd\ufffd not utf-8"
+        fake_server["behaviour"]["mode"] = "badusage"
+        answer = await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "x"})
+        assert answer == {"response": "ok", "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+        fake_server["behaviour"]["mode"] = "badembedding"
+        with pytest.raises(InferenceUpstreamError) as info:
+            await rt.env.AI.run("@cf/baai/bge-base-en-v1.5", {"text": "x"})
+        assert str(info.value) == 'cfemu: the AI server\'s answer has no data[].embedding: {"data": [1, 2]}'
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+async def test_a_timeout_that_could_hang_is_refused(config, monkeypatch, value):
+    from cfemu.errors import ConfigError
+
+    monkeypatch.setenv("CFEMU_AI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CFEMU_AI_TIMEOUT", value)
+    with pytest.raises(ConfigError) as info:
+        async with Runtime.from_config(config):
+            pass
+    assert str(info.value) == f"CFEMU_AI_TIMEOUT must be a positive number of seconds, not {value!r}"
+
+
+async def test_streaming_passes_the_server_stream_through(config, fake_server, monkeypatch):
+    monkeypatch.setenv("CFEMU_AI_BASE_URL", fake_server["url"])
+    fake_server["behaviour"].update(mode="stream", release=asyncio.Event())
+    async with Runtime.from_config(config) as rt:
+        stream = await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "hi", "stream": True})
+        assert fake_server["seen"][-1][1]["stream"] is True
+        chunks = stream.__aiter__()
+        # The first pieces arrive while the server is still generating (nothing is buffered).
+        first = await asyncio.wait_for(chunks.__anext__(), 5)
+        assert first == b'data: {"response": "Hel"}\n\n'
+        fake_server["behaviour"]["release"].set()
+        rest = b"".join([chunk async for chunk in chunks])
+        events = (first + rest).decode().split("\n\n")
+        assert events[-2:] == ["data: [DONE]", ""]
+        pieces = [json.loads(e[len("data: "):]) for e in events[:-2]]
+        assert "".join(p["response"] for p in pieces) == "Hello world"
+        assert pieces[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+
+
+async def test_a_stalled_stream_fails_instead_of_hanging(config, fake_server, monkeypatch):
+    monkeypatch.setenv("CFEMU_AI_BASE_URL", fake_server["url"])
+    monkeypatch.setenv("CFEMU_AI_TIMEOUT", "0.3")
+    fake_server["behaviour"].update(mode="stream", release=asyncio.Event(), stall=True)
+    fake_server["behaviour"]["release"].set()
+    url = fake_server["url"] + "/v1/chat/completions"
+    async with Runtime.from_config(config) as rt:
+        stream = await rt.env.AI.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "hi", "stream": True})
+        got = []
+        with pytest.raises(InferenceUpstreamError) as info:
+            async for chunk in stream:
+                got.append(chunk)
+        assert len(got) == 2
+        assert str(info.value) == f"cfemu: the AI server at {url} sent nothing for 0.3 s"
+
+
+async def test_the_binding_shows_only_run(config):
+    async with Runtime.from_config(config) as rt:
+        assert not hasattr(rt.env.AI, "close")
+        assert callable(rt.env.AI.run)
