@@ -17,6 +17,7 @@ from ..objects import to_js_object
 from .errors import (
     CONTENT_TYPES,
     DEFAULT_CONTENT_TYPE,
+    BIGINT_NOT_JSON,
     MAX_DELAY_SECONDS,
     NOT_JSON,
     UNSUPPORTED_CONTENT_TYPE,
@@ -24,6 +25,8 @@ from .errors import (
 )
 
 __all__ = ["content_type", "encode", "decode", "js_typeof", "check_delay"]
+
+_MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def content_type(value: Any) -> str:
@@ -82,11 +85,19 @@ def decode(data: bytes, ctype: str) -> Any:
 
 def _jsonable(value: Any, stack: set[int]) -> Any:
     """What `JSON.stringify` would write, or a clear TypeError for what it cannot represent."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            # Pyodide hands such ints to JS as BigInts, which JSON.stringify refuses.
+            raise JsTypeError(BIGINT_NOT_JSON)
         return value
     if isinstance(value, float):
-        # JSON.stringify writes NaN and Infinity as null.
-        return value if math.isfinite(value) else None
+        # JSON.stringify writes NaN and Infinity as null, and an integral number without a
+        # fraction (2.0 -> 2, -0.0 -> 0): the size counted and the type the consumer gets follow.
+        if not math.isfinite(value):
+            return None
+        return int(value) if value.is_integer() and abs(value) < 1e21 else value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise JsTypeError(NOT_JSON.format(detail="a naive datetime; give it a timezone"))

@@ -32,6 +32,7 @@ __all__ = [
     "BODY_UNDEFINED",
     "EMPTY_BATCH",
     "NOT_JSON",
+    "BIGINT_NOT_JSON",
     "RETRY_AFTER_ACK",
     "RETRY_AFTER_ACK_ALL",
     "ACK_AFTER_RETRY",
@@ -86,6 +87,8 @@ WRONG_BODY_TYPE = 'Content Type "{content_type}" requires a value of type {expec
 BODY_UNDEFINED = "Message body cannot be undefined"
 EMPTY_BATCH = "sendBatch() requires at least one message"
 NOT_JSON = 'Queue message body is not JSON-serializable ({detail}); send it with contentType "v8" or "bytes"'
+
+BIGINT_NOT_JSON = "Do not know how to serialize a BigInt"  # V8's JSON.stringify TypeError
 
 RETRY_AFTER_ACK = (
     "Received a call to retry() on message {id} after ack() was already called. "

@@ -283,3 +283,24 @@ async def test_error_codes_with_the_queue_expose_error_codes_flag(make_runtime):
         await h.rt.env.Q.send("m", contentType="xml")
     assert str(e.value) == "Unsupported queue message content type: xml"
     assert h.service.pending("jobs") == 0
+
+
+async def test_json_bodies_are_written_as_json_stringify_writes_them(h):
+    """Python floats become JS numbers: 2.0 is sent as `2` (and counted so), so the consumer gets 2."""
+    await h.rt.env.Q.send({"n": 2.0, "z": -0.0, "big": 1e20, "f": 0.5})
+    bodies = await _bodies(h)
+    assert bodies[0] == {"n": 2, "z": 0, "big": 100000000000000000000, "f": 0.5}
+    assert [type(bodies[0][k]) for k in ("n", "z", "big", "f")] == [int, int, int, float]
+    await h.rt.env.Q.sendBatch([{"body": [1.0] * 42_666}])  # "[1,1,...]" is 85333 bytes, under the limit
+    assert h.service.pending("jobs") == 1
+
+
+async def test_json_rejects_integers_beyond_2_pow_53_as_json_stringify_rejects_bigints(h):
+    """Pyodide passes such ints as BigInts, which JSON.stringify refuses; "v8" carries them."""
+    for body in (2**53, {"n": -(2**60)}):
+        with pytest.raises(JsTypeError) as e:
+            await h.rt.env.Q.send(body)
+        assert str(e.value) == "Do not know how to serialize a BigInt"
+    await h.rt.env.Q.send(2**53 - 1)
+    await h.rt.env.Q.send({"n": 2**60}, contentType="v8")
+    assert await _bodies(h) == [2**53 - 1, {"n": 2**60}]
