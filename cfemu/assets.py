@@ -22,8 +22,14 @@ class Assets:
         self.run_worker_first = config.run_worker_first
 
     def _file(self, relative: str) -> Path | None:
-        candidate = (self.root / relative).resolve()
-        if candidate.is_file() and (candidate == self.root or self.root in candidate.parents):
+        if "\0" in relative:  # no file name holds a NUL; the OS would refuse it with ValueError
+            return None
+        try:
+            candidate = (self.root / relative).resolve()
+            found = candidate.is_file()
+        except OSError:  # a name longer than the file system allows: there is no such asset
+            return None
+        if found and (candidate == self.root or self.root in candidate.parents):
             return candidate
         return None
 

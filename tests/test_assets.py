@@ -121,3 +121,11 @@ async def test_assets_only_worker(tmp_path):
     async with Runtime.from_config(tmp_path) as rt:
         assert await _get(rt, "/") == (200, None, "static only")
         assert await _get(rt, "/missing") == (404, None, "Not Found")
+
+
+@pytest.mark.parametrize("path", ["/a%00b", "/%00", "/" + "u" * 5000, "/docs/" + "x" * 300 + "/y"])
+async def test_odd_paths_fall_through_to_the_worker(site, path):
+    # Was: a NUL byte raised ValueError and an over-long name raised OSError out of the asset lookup.
+    async with site() as rt:
+        status, _, _ = await _get(rt, path)
+        assert status != 500
