@@ -6,6 +6,7 @@ import duckdb
 
 from .errors import AnalyticsQueryError
 from .formats import clickhouse_type, render
+from .functions import DIVISION_BY_ZERO
 from .sql import FORMATS, translate
 from .storage import AnalyticsStore, execute_detached, retention_cutoff
 
@@ -41,6 +42,8 @@ def run_query(store: AnalyticsStore | None, sql: str, *, now: float, fmt: str | 
             before_limit = execute(f"SELECT count(*) FROM ({plan.unlimited_sql})")[1][0][0]
     except duckdb.Error as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Division by zero" in message:  # DuckDB's text adds advice about its own settings
+            message = DIVISION_BY_ZERO
         raise AnalyticsQueryError(message) from None
     kinds = []
     for i, (inferred, duck) in enumerate(zip(plan.types, duck_types)):

@@ -13,7 +13,9 @@ from .sql import Typed, fail, is_int, is_number, string_literal
 if TYPE_CHECKING:
     from .sql import Scope, Translator
 
-__all__ = ["call", "SUPPORTED"]
+__all__ = ["call", "SUPPORTED", "DIVISION_BY_ZERO"]
+
+DIVISION_BY_ZERO = "Division by zero"  # ClickHouse's text for intDiv(x, 0) and integer x % 0
 
 Handler = Callable[["_Call"], Typed]
 _TABLE: dict[str, Handler] = {}
@@ -277,8 +279,9 @@ def _int_div(c: _Call) -> Typed:
             a.type if not a.type.startswith("U") else "Int" + a.type[4:])
     else:
         kind = "Int64"
-    # ClickHouse rounds the quotient toward zero; division by zero is an error there, NULL here.
-    return Typed(f"CAST(trunc({a.sql} / NULLIF({b.sql}, 0)) AS BIGINT)", kind)
+    # ClickHouse rounds the quotient toward zero and refuses to divide by zero (an error, not NULL).
+    divisor = f"(CASE WHEN {b.sql} = 0 THEN error('{DIVISION_BY_ZERO}') ELSE {b.sql} END)"
+    return Typed(f"CAST(trunc({a.sql} / {divisor}) AS BIGINT)", kind)
 
 
 @_fn("abs")

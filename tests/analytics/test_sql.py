@@ -111,6 +111,18 @@ async def test_aggregates_over_no_rows_give_the_types_defaults_not_null(q):
     assert q("SELECT sum(double1) AS s FROM events WHERE blob1 = 'nowhere' FORMAT TabSeparated") == "0\n"
 
 
+async def test_division_by_zero_follows_clickhouse(q):
+    # floats divide to inf/nan (written as null in JSON, inf/nan in TabSeparated); integer division
+    # and integer modulo by zero are errors
+    assert one(q, "SELECT 1 / 0 AS a, double1 / 0 AS b FROM events LIMIT 1") == {"a": None, "b": None}
+    assert q("SELECT double1 / 0 AS b, -1 / 0 AS c, 0 / 0 AS d FROM events LIMIT 1 FORMAT TabSeparated") == "inf\t-inf\tnan\n"
+    for sql in ("SELECT intDiv(double1, 0) AS a FROM events", "SELECT intDiv(1, double2 - double2) AS a FROM events",
+                "SELECT toUInt32(double1) % 0 AS a FROM events"):
+        with pytest.raises(AnalyticsQueryError) as info:
+            q(sql)
+        assert str(info.value) == "Division by zero"
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
