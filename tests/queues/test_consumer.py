@@ -436,3 +436,60 @@ async def test_a_handler_that_never_returns_hits_the_15_minute_wall_time_limit(m
     await h.rt.advance(1)
     assert attempts(h) == [("acked", 1), ("stuck", 1), ("stuck", 2)]
     assert h.service.pending("jobs") == 0
+
+
+async def test_dead_letter_chain_with_max_retries_zero(make_runtime, caplog):
+    """jobs -> dlq1 (its own consumer and DLQ) -> dlq2; max_retries = 0 means one delivery per queue."""
+    h = await make_runtime("""
+[[queues.producers]]
+binding = "Q"
+queue = "jobs"
+
+[[queues.consumers]]
+queue = "jobs"
+max_batch_timeout = 1
+max_retries = 0
+dead_letter_queue = "dlq1"
+
+[[queues.consumers]]
+queue = "dlq1"
+max_batch_timeout = 1
+max_retries = 1
+retry_delay = 5
+dead_letter_queue = "dlq2"
+""")
+
+    def behaviour(batch, env):
+        raise RuntimeError(f"fail on {batch.queue}")
+
+    h.worker.behaviour = behaviour
+    await h.rt.env.Q.send("poison")
+    with caplog.at_level(logging.WARNING, logger="cfemu"):
+        await h.rt.advance(1)  # jobs: the one and only attempt fails
+        assert attempts(h, "jobs") == [("poison", 1)]
+        assert h.service.pending("jobs") == 0 and h.service.pending("dlq1") == 1
+        await h.rt.advance(1)  # dlq1: first attempt
+        await h.rt.advance(6)  # retry_delay 5 + batch timeout 1: second and last attempt
+    assert attempts(h, "dlq1") == [("poison", 1), ("poison", 2)]
+    assert 'to dead letter queue "dlq1"' in caplog.text and 'to dead letter queue "dlq2"' in caplog.text
+    (kept,) = h.service.messages("dlq2")  # no consumer: kept until purged
+    (first,) = [m for q, ms in h.worker.deliveries if q == "jobs" for m in ms]
+    assert kept.id == first[0] and kept.body == "poison"
+    counts = {c.queue: c for c in h.service.stats()}
+    assert (counts["jobs"].dead_lettered, counts["jobs"].retried) == (1, 0)
+    assert (counts["dlq1"].dead_lettered, counts["dlq1"].retried) == (1, 1)
+
+
+async def test_consumer_without_queue_handler_retries_then_drops(make_runtime, caplog):
+    """A worker that consumes a queue but exports no queue() fails each invocation (as workerd does)."""
+    h = await make_runtime(consumer_toml(max_batch_timeout=1, max_retries=1))
+    original = h.worker.queue
+    del h.worker.queue
+    try:
+        await h.rt.env.Q.send("m")
+        with caplog.at_level(logging.WARNING, logger="cfemu"):
+            await h.rt.advance(5)
+        assert h.service.pending("jobs") == 0
+        assert "after 2 failed attempts" in caplog.text
+    finally:
+        h.worker.queue = original
