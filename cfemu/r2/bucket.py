@@ -37,9 +37,11 @@ from .errors import (
     PRECONDITION_FAILED,
     DELETE_KEY_COUNT,
     UNSUPPORTED_INCLUDE,
+    UPLOADED_PART_FIELD,
     JsRangeError,
     JsTypeError,
     R2Failure,
+    js_string,
     r2_error,
 )
 from .objects import R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
@@ -65,7 +67,7 @@ def _custom_metadata(action: str, value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise JsTypeError("customMetadata must be an object of string values.")
-    out = {str(k): str(v) for k, v in value.items()}
+    out = {js_string(k): js_string(v) for k, v in value.items()}
     # R2 counts a string's serialized length: twice its length if any character is outside Latin-1.
     size = sum(_serialized_length(k) + _serialized_length(v) for k, v in out.items())
     if size > MAX_CUSTOM_METADATA:
@@ -326,9 +328,13 @@ class R2MultipartUpload:
         action = "completeMultipartUpload"
         selected = []
         for part in uploadedParts:
-            number = part["partNumber"] if isinstance(part, dict) else part.partNumber
-            etag = part["etag"] if isinstance(part, dict) else part.etag
-            selected.append((_check_part_number(number), str(etag)))
+            number = part.get("partNumber") if isinstance(part, dict) else getattr(part, "partNumber", None)
+            etag = part.get("etag") if isinstance(part, dict) else getattr(part, "etag", None)
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                raise JsTypeError(UPLOADED_PART_FIELD.format(field="partNumber", type="number"))
+            if not isinstance(etag, str):
+                raise JsTypeError(UPLOADED_PART_FIELD.format(field="etag", type="string"))
+            selected.append((_check_part_number(number), etag))
         _check_key(action, self.key)
         storage = self._bucket._storage
         try:

@@ -60,6 +60,9 @@ SUFFIX_NEGATIVE = "Invalid suffix. Suffix ({v}) must be greater than or equal to
 SUFFIX_FLOAT = "Invalid range. Suffix ({v}) must be an integer, not floating point."
 UNCLOSED_QUOTE = "Unclosed double quote for Etag"
 BAD_WEAK_ETAG = "Weak etags must start with W/ and their value must be quoted"
+UPLOADED_PART_FIELD = ("Incorrect type for the '{field}' field on 'UploadedPart': the provided value is not of "
+                       "type '{type}'.")
+INVALID_DATE = 'Invalid date in {header}: "{value}"'
 BAD_VALUE = ("put() value must be a string, bytes, an async iterable of bytes (a ReadableStream) or None, "
              "not {type}")
 
@@ -72,6 +75,25 @@ class R2Failure(Exception):
         self.message = message.format(**fmt) if fmt else message
         self.code = code
         super().__init__(self.message)
+
+
+def js_string(value: object) -> str:
+    """`String(value)` of the JS value Pyodide makes of `value` (how workerd coerces string fields)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        return repr(value)
+    return str(value)
 
 
 def r2_error(action: str, failure: R2Failure) -> JsException:

@@ -26,6 +26,8 @@ from .errors import (
     SUFFIX_WITH_LENGTH,
     SUFFIX_WITH_OFFSET,
     UNCLOSED_QUOTE,
+    INVALID_DATE,
+    js_string,
     JsRangeError,
     JsTypeError,
     R2Failure,
@@ -43,14 +45,22 @@ _HEADER_OF = {"contentType": "content-type", "contentLanguage": "content-languag
 _HASH_FIELDS = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
 
-def to_datetime(value: Any) -> datetime:
-    """A JS `Date` as Python code passes it: an aware datetime, or milliseconds since the epoch."""
+def to_datetime(value: Any, what: str = "date") -> datetime:
+    """A JS `Date` as Python code passes it: an aware datetime, milliseconds since the epoch, or a
+    date string (HTTP date or ISO 8601); `what` names the field in the error for a bad one."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
     if isinstance(value, str):
-        return parsedate_to_datetime(value)
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            try:
+                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise JsTypeError(INVALID_DATE.format(header=what, value=value)) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     raise JsTypeError(f"Expected a Date (datetime), got {type(value).__name__}")
 
 
@@ -72,15 +82,15 @@ def parse_http_metadata(value: Any) -> dict[str, Any]:
                 out[field] = v
         expires = value.get("expires")
         if expires is not None:
-            out["cacheExpiry"] = _ms(to_datetime(expires))
+            out["cacheExpiry"] = _ms(to_datetime(expires, "Expires"))
         return out
     if not isinstance(value, dict):
         raise JsTypeError("httpMetadata must be an object or a Headers instance.")
     for field in _HTTP_FIELDS:
         if value.get(field) is not None:
-            out[field] = str(value[field])
+            out[field] = js_string(value[field])
     if value.get("cacheExpiry") is not None:
-        out["cacheExpiry"] = _ms(to_datetime(value["cacheExpiry"]))
+        out["cacheExpiry"] = _ms(to_datetime(value["cacheExpiry"], "cacheExpiry"))
     return out
 
 
@@ -195,9 +205,9 @@ def parse_conditional(value: Any) -> Conditional | None:
         if (h := value.get("if-none-match")) is not None:
             cond.etag_does_not_match = _parse_etag_header(h)
         if (h := value.get("if-modified-since")) is not None:
-            cond.uploaded_after = _ms(to_datetime(h))
+            cond.uploaded_after = _ms(to_datetime(h, "If-Modified-Since"))
         if (h := value.get("if-unmodified-since")) is not None:
-            cond.uploaded_before = _ms(to_datetime(h))
+            cond.uploaded_before = _ms(to_datetime(h, "If-Unmodified-Since"))
         return cond
     if not isinstance(value, dict):
         raise JsTypeError("onlyIf must be an object (R2Conditional) or a Headers instance.")
