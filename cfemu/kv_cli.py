@@ -8,6 +8,7 @@ its next access).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 from datetime import datetime, timezone
@@ -95,7 +96,8 @@ def put(config_path: str, env: str | None, persist_to: str | None, binding: str 
 @_namespace_options
 @click.argument("name", metavar="KEY")
 @click.option("--text", is_flag=True, help="Decode the value as UTF-8 text.")
-@click.option("--json", "as_json", is_flag=True, help="Print {value, metadata, expiration} as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {key, value, encoding, metadata, expiration} as JSON (value in base64 when not UTF-8).")
 def get(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None,
         name: str, text: bool, as_json: bool) -> None:
     ns = _open(config_path, env, persist_to, binding, namespace_id)
@@ -110,8 +112,15 @@ def get(config_path: str, env: str | None, persist_to: str | None, binding: str 
         ns.close()
     value = result["value"]
     if as_json:
-        out = {"key": name, "value": None if value is None else value.decode("utf-8", errors="replace"),
-               "metadata": result["metadata"], "expiration": expiration}
+        # A value that is not UTF-8 text goes out as base64 rather than being silently mangled.
+        encoding, text = "utf-8", None
+        if value is not None:
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                encoding, text = "base64", base64.b64encode(value).decode()
+        out = {"key": name, "value": text, "encoding": encoding, "metadata": result["metadata"],
+               "expiration": expiration}
         click.echo(json.dumps(out, ensure_ascii=False))
         return
     if value is None:

@@ -38,7 +38,7 @@ def test_put_get_list_delete(config):
     cli(config, "put", "temp", "x", "--binding", "KV", "--ttl", "3600")
     assert cli(config, "get", "greeting", "--binding", "KV").stdout_bytes == b"hello"
     got = json.loads(cli(config, "get", "greeting", "--binding", "KV", "--json").stdout)
-    assert got == {"key": "greeting", "value": "hello", "metadata": {"by": "cli"}, "expiration": None}
+    assert got == {"key": "greeting", "value": "hello", "encoding": "utf-8", "metadata": {"by": "cli"}, "expiration": None}
     listed = json.loads(cli(config, "list", "--binding", "KV", "--json").stdout)
     assert [k["name"] for k in listed] == ["greeting", "temp"]
     assert listed[0]["metadata"] == {"by": "cli"} and "expiration" in listed[1]
@@ -78,3 +78,16 @@ def test_namespace_list(config):
     cli(config, "put", "a", "1", "--binding", "KV")
     assert json.loads(cli_ns("--json").stdout) == [{"binding": "KV", "id": "abc123", "keys": 1}]
     assert "KV  id=abc123  1 key(s) stored" in cli_ns().stdout
+
+
+def test_get_json_keeps_binary_values_intact(config, tmp_path):
+    import base64
+
+    data = b"\xff\x00\x01 not text"
+    (tmp_path / "blob.bin").write_bytes(data)
+    cli(config, "put", "blob", "--path", str(tmp_path / "blob.bin"), "--binding", "KV")
+    got = json.loads(cli(config, "get", "blob", "--binding", "KV", "--json").stdout)
+    assert got["encoding"] == "base64" and base64.b64decode(got["value"]) == data
+    cli(config, "put", "text", "héllo", "--binding", "KV")
+    got = json.loads(cli(config, "get", "text", "--binding", "KV", "--json").stdout)
+    assert got["value"] == "héllo" and got["encoding"] == "utf-8"
