@@ -26,12 +26,32 @@ def _configured(config) -> list[str]:
     return sorted(names)
 
 
-def _request(method: str, url: str) -> dict:
+def _via_server(state, method: str, path: str) -> dict | None:
+    """The running server's answer, or None when no `cfemu dev` serves this state directory.
+
+    A dev.json left behind by a killed server (its pid possibly reused) refuses connections: that
+    counts as no server, and the command uses the files.  Any other failure is a clear error.
+    """
+    import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    url = running_server(state)
+    if url is None:
+        return None
+    req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", "replace").strip()
+        raise click.ClickException(f"cfemu dev at {url} answered {error.code}: {detail}") from None
+    except (ConnectionRefusedError, urllib.error.URLError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, ConnectionRefusedError):
+            return None
+        raise click.ClickException(f"cannot reach cfemu dev at {url}: {reason}") from None
+    except ValueError:
+        raise click.ClickException(f"cfemu dev at {url} gave an answer that is not JSON") from None
 
 
 def _store(state):
@@ -55,9 +75,9 @@ def queues() -> None:
 def list_queues(config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
     """Every queue with its depth, delayed, in-flight and lifetime counters."""
     config, state = open_state(config_path, env, persist_to)
-    url = running_server(state)
-    if url is not None:
-        rows = _request("GET", url + INTERNAL)["queues"]
+    answer = _via_server(state, "GET", INTERNAL)
+    if answer is not None:
+        rows = answer["queues"]
     else:
         import time
 
@@ -77,7 +97,7 @@ def list_queues(config_path: str, env: str | None, persist_to: str | None, as_js
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
         click.echo("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
-    if url is None:
+    if answer is None:
         click.echo("(no cfemu dev running on this state: in_flight is not known)", err=True)
 
 
@@ -87,12 +107,12 @@ def list_queues(config_path: str, env: str | None, persist_to: str | None, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def purge(config_path: str, env: str | None, persist_to: str | None, queue: str, as_json: bool) -> None:
     """Delete every stored message of QUEUE that is not being handled right now."""
-    config, state = open_state(config_path, env, persist_to)
-    url = running_server(state)
-    if url is not None:
-        from urllib.parse import quote
+    from urllib.parse import quote
 
-        count = _request("POST", f"{url}{INTERNAL}/purge?queue={quote(queue)}")["purged"]
+    config, state = open_state(config_path, env, persist_to)
+    answer = _via_server(state, "POST", f"{INTERNAL}/purge?queue={quote(queue, safe='')}")
+    if answer is not None:
+        count = answer["purged"]
     else:
         store = _store(state)
         count = 0 if store is None else len(store.purge(queue))

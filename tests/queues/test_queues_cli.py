@@ -62,3 +62,21 @@ def test_list_and_purge_through_the_running_server(tmp_path, write_worker, dev_s
     # the server's broker forgot them too: a new message is the only one delivered later
     urllib.request.urlopen(server.url + "/").read()
     assert _list(config, state)["jobs"]["depth"] == 1
+
+
+async def test_stale_dev_info_falls_back_to_the_files(tmp_path, write_worker):
+    """A `cfemu dev` killed with -9 leaves dev.json behind; its pid may be reused by a live process."""
+    import os
+    import socket
+
+    config = write_worker(tmp_path / "w", WORKER, TOML)
+    state = tmp_path / "state"
+    async with Runtime.from_config(config, persist_to=state) as rt:
+        await rt.fetch("/")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (state / "dev.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))
+    assert _list(config, state)["jobs"]["depth"] == 1
+    result = CliRunner().invoke(main, ["queues", "purge", "jobs", "--config", str(config), "--persist-to", str(state)])
+    assert result.exit_code == 0 and "Purged 1 message(s) from jobs" in result.output
