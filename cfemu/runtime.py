@@ -31,6 +31,10 @@ __all__ = ["Runtime", "ExecutionContext", "ScheduledController"]
 log = logging.getLogger("cfemu")
 
 WORKER_THREW = "Worker threw exception"
+# A timer that re-arms itself with no delay would keep advance() at one instant for ever.
+MAX_TIMERS_PER_INSTANT = 100_000
+TIMER_LOOP = ("advance(): {count} timers fired at t={at} without the clock moving; "
+              "a timer keeps rescheduling itself with no delay")
 
 
 class ExecutionContext:
@@ -264,10 +268,17 @@ class Runtime:
             raise ValueError("cannot move the clock backwards")
         target = clock.now() + seconds
         await self.settle()
+        instant, same_instant = None, 0
         while True:
             timer = clock.pop_due(target)
             if timer is None:
                 break
+            if clock.now() == instant:
+                same_instant += 1
+                if same_instant >= MAX_TIMERS_PER_INSTANT:
+                    raise RuntimeError(TIMER_LOOP.format(count=same_instant, at=instant))
+            else:
+                instant, same_instant = clock.now(), 0
             token = context.use_runtime(self)
             try:
                 clock.fire(timer)

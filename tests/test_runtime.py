@@ -417,3 +417,30 @@ async def test_sdk_modules_are_cfemu_s(tmp_path, write_worker):
         assert sys.modules["workers"].__name__ == "cfemu.sdk.workers"
         assert sys.modules["js"].__name__ == "cfemu.sdk.js"
         assert sys.modules["pyodide.ffi"].__name__ == "cfemu.sdk.pyodide_ffi"
+
+
+ZERO_DELAY_LOOP = '''
+from js import setTimeout
+from workers import Response, WorkerEntrypoint
+
+def again():
+    setTimeout(again, 0)
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        setTimeout(again, 0)
+        return Response("ok")
+'''
+
+
+async def test_advance_stops_a_timer_that_reschedules_itself_without_delay(tmp_path, write_worker, monkeypatch):
+    # Was: advance() never returned (each timer came due at the same instant as the last).
+    import cfemu.runtime
+
+    monkeypatch.setattr(cfemu.runtime, "MAX_TIMERS_PER_INSTANT", 500)
+    config = write_worker(tmp_path, ZERO_DELAY_LOOP)
+    async with Runtime.from_config(config, start=START) as rt:
+        await rt.fetch("/")
+        with pytest.raises(RuntimeError) as info:
+            await asyncio.wait_for(rt.advance(1), 10)
+        assert str(info.value) == cfemu.runtime.TIMER_LOOP.format(count=500, at=START)

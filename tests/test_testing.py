@@ -165,3 +165,48 @@ def test_the_plugin_in_a_fresh_project(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+TIMER_CHAIN = '''
+from js import Date, setTimeout
+from workers import Response, WorkerEntrypoint
+
+fired = []
+
+def tick(n):
+    fired.append((n, Date.now()))
+    if n < 5:
+        setTimeout(lambda: tick(n + 1), 1000)
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        setTimeout(lambda: tick(1), 1000)
+        return Response("armed")
+'''
+
+
+async def test_advance_runs_timers_that_schedule_more_timers(tmp_path, write_worker):
+    config = write_worker(tmp_path, TIMER_CHAIN)
+    async with Runtime.from_config(config, start=1_000) as rt:
+        await rt.fetch("/")
+        await rt.advance(3.5)
+        fired = rt.worker_module("worker").fired
+        assert fired == [(1, 1_001_000), (2, 1_002_000), (3, 1_003_000)]  # each at its own instant
+        assert rt.now() == 1_003.5
+        await rt.advance(100)
+        assert [n for n, _ in fired] == [1, 2, 3, 4, 5]
+
+
+def test_sync_runtime_drives_timers_and_closes_its_thread(tmp_path, write_worker):
+    import threading
+
+    config = write_worker(tmp_path, TIMER_CHAIN)
+    before = {t.name for t in threading.enumerate()}
+    rt = SyncRuntime.from_config(config, start=1_000)
+    try:
+        assert rt.text(rt.fetch("/")) == "armed"
+        rt.advance(10)
+        assert len(rt.worker_module("worker").fired) == 5
+    finally:
+        rt.close()
+    assert "cfemu-sync-runtime" not in {t.name for t in threading.enumerate()} - before
