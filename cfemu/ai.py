@@ -360,6 +360,7 @@ def _messages(inputs: dict[str, Any]) -> list[dict[str, Any]]:
     has_prompt, has_messages = "prompt" in inputs, "messages" in inputs
     if has_prompt == has_messages:
         raise InferenceUpstreamError(INPUT_ONE_OF)
+    _check_numbers(inputs)
     if has_prompt:
         if not isinstance(inputs["prompt"], str):
             raise InferenceUpstreamError(INPUT_TYPE.format(type="string", path="/prompt"))
@@ -375,10 +376,16 @@ def _messages(inputs: dict[str, Any]) -> list[dict[str, Any]]:
             if name not in message:
                 raise InferenceUpstreamError(f"5006: Error: required properties at '/messages/{i}' are '{name}'")
         out.append({"role": message["role"], "content": message["content"]})
-    for name in ("max_tokens",):
-        if name in inputs and (isinstance(inputs[name], bool) or not isinstance(inputs[name], int)):
-            raise InferenceUpstreamError(INPUT_TYPE.format(type="integer", path=f"/{name}"))
     return out
+
+
+def _check_numbers(inputs: dict[str, Any]) -> None:
+    # Checked for `prompt` and `messages` inputs alike, before anything is sent to a server.
+    for name, kind in (("max_tokens", int), ("seed", int), ("temperature", (int, float)), ("top_p", (int, float)),
+                       ("frequency_penalty", (int, float)), ("presence_penalty", (int, float))):
+        value = inputs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise InferenceUpstreamError(INPUT_TYPE.format(type="integer" if kind is int else "number", path=f"/{name}"))
 
 
 def _texts(inputs: dict[str, Any]) -> list[str]:

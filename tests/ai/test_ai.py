@@ -322,3 +322,17 @@ async def test_the_binding_shows_only_run(config):
     async with Runtime.from_config(config) as rt:
         assert not hasattr(rt.env.AI, "close")
         assert callable(rt.env.AI.run)
+
+
+async def test_numeric_inputs_are_checked_for_prompts_too(config):
+    async with Runtime.from_config(config) as rt:
+        model = "@cf/meta/llama-3.1-8b-instruct"
+        for inputs, message in [
+            ({"prompt": "x", "max_tokens": "lots"}, "5006: Error: must be integer at '/max_tokens'"),
+            ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 2.5}, "5006: Error: must be integer at '/max_tokens'"),
+            ({"prompt": "x", "temperature": "hot"}, "5006: Error: must be number at '/temperature'"),
+        ]:
+            with pytest.raises(InferenceUpstreamError) as info:
+                await rt.env.AI.run(model, inputs)
+            assert str(info.value) == message
+        assert (await rt.env.AI.run(model, {"prompt": "x", "temperature": 0, "max_tokens": 3}))["response"]
