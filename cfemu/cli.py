@@ -75,16 +75,27 @@ def main() -> None:
 
 @main.command()
 @state_options
-@click.option("--port", "-p", type=int, default=8787, show_default=True, help="Port to listen on (0 picks a free one).")
-@click.option("--host", "-H", "host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--host", "-H", "--ip", "host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (--ip as in wrangler).")
 @click.option("--var", "vars_", multiple=True, metavar="KEY:VALUE", help="Add or override a var (repeatable).")
 @click.option("--live-reload/--no-live-reload", default=True, show_default=True, help="Reload worker code on change.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--local-protocol", type=click.Choice(["http", "https"]), default="http", hidden=True)
+@click.option("--test-scheduled", is_flag=True, hidden=True,
+              help="Accepted for wrangler users: /cdn-cgi/handler/scheduled is always on.")
+@click.option("--remote", is_flag=True, hidden=True)
 def dev(config_path: str, env: str | None, persist_to: str | None, port: int, host: str, vars_: tuple[str, ...],
-        live_reload: bool, log_level: str) -> None:
+        live_reload: bool, log_level: str, local_protocol: str, test_scheduled: bool, remote: bool) -> None:
     """Serve the worker over HTTP and WebSockets, with state persisted locally."""
     from .server import run_dev
 
+    # wrangler dev options a user may carry over: refuse clearly what cfemu cannot do
+    if local_protocol == "https":
+        raise click.UsageError("cfemu dev serves plain HTTP only; --local-protocol https is not supported")
+    if remote:
+        raise click.UsageError("cfemu runs workers locally only; --remote is not supported")
     extra = {}
     for item in vars_:
         key, sep, value = item.partition(":")

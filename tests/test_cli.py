@@ -69,3 +69,22 @@ def test_run_dev_without_a_config_file(tmp_path, capsys):
                                 extra_vars={}, live_reload=False)
     assert code == 2
     assert f"cfemu: {tmp_path}: no wrangler.toml, wrangler.jsonc or wrangler.json found" in capsys.readouterr().err
+
+
+def test_dev_accepts_wranglers_ip_and_test_scheduled(captured, tmp_path):
+    result = CliRunner().invoke(main, ["dev", "-c", str(tmp_path), "--ip", "0.0.0.0", "--test-scheduled",
+                                       "--local-protocol", "http"])
+    assert result.exit_code == 0, result.output
+    assert captured[0]["host"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--local-protocol", "https"], "cfemu dev serves plain HTTP only; --local-protocol https is not supported"),
+    (["--remote"], "cfemu runs workers locally only; --remote is not supported"),
+    (["--port", "70000"], "70000 is not in the range 0<=x<=65535"),
+])
+def test_dev_rejects_what_it_cannot_do_clearly(captured, tmp_path, args, message):
+    # Was: --port 70000 ended in an OverflowError traceback; the wrangler options were unknown.
+    result = CliRunner().invoke(main, ["dev", "-c", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert captured == []
