@@ -216,6 +216,10 @@ async def test_message_metadata(h):
     (message,) = seen
     assert message.timestamp == datetime.fromtimestamp(h.t0 + 10, tz=timezone.utc)
     assert message.timestamp.tzinfo is not None
+    # On Cloudflare the handler sees a JS Date (a JsProxy): portable code calls its methods.
+    assert message.timestamp.getTime() == int((h.t0 + 10) * 1000)
+    assert message.timestamp.valueOf() == message.timestamp.getTime()
+    assert message.timestamp.toISOString() == "2027-01-15T08:00:10.000Z"
     assert len(message.id) == 32 and int(message.id, 16) >= 0
     assert message.attempts == 1
 
