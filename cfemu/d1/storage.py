@@ -141,6 +141,7 @@ class D1Storage:
         self._readonly = True
         self._earlier_params = False
         self._rows: list[Any] | None = None
+        self._last_columns: list[str] | None = None
         self._deny_reason: str | None = None
         self.conn.authorizer = self._authorize
         self._sql_info: dict[str, tuple[bool, bool]] = {}
@@ -235,11 +236,9 @@ class D1Storage:
             cursor.exec_trace = self._trace
             cursor.execute(sql, tuple(params))
             for row in cursor:
-                if not rows:
-                    columns = [d[0] for d in cursor.get_description()]
                 rows.append(row)
-            if not rows:
-                columns = None
+            # The last statement's columns, noted before it ran (its SQL may not prepare again).
+            columns = self._last_columns
             readonly = self._readonly
             self._rows = None
         duration = (time.perf_counter() - started) * 1000
@@ -281,6 +280,7 @@ class D1Storage:
         self._earlier_params = cursor.bindings_count > 0
         if self._rows is not None:
             self._rows.clear()
+        self._last_columns = [d[0] for d in cursor.get_description()]
         return True
 
     def _columns_of(self, sql: str) -> list[str]:

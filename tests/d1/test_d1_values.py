@@ -47,3 +47,16 @@ async def test_column_not_found_cause_is_the_bare_text(db):
         await db.prepare("SELECT 1 AS a").first("b")
     assert str(info.value) == "D1_COLUMN_NOTFOUND: Column not found (b)"
     assert str(info.value.cause) == "Column not found"
+
+
+async def test_raw_column_names_of_the_last_statement_after_a_schema_change(db):
+    # The column names come from the statement that ran, even when its SQL cannot be prepared again.
+    assert await db.prepare("CREATE TABLE x (a INTEGER, b TEXT); SELECT a, b FROM x").raw(columnNames=True) == [["a", "b"]]
+
+
+async def test_exec_splits_on_newlines_like_workerd(db):
+    # workerd's exec() sends each line as its own query, so a statement spread over lines fails.
+    with pytest.raises(JsException) as info:
+        await db.exec("CREATE TABLE users (\n  id INTEGER\n)")
+    assert str(info.value) == "D1_EXEC_ERROR: Error in line 1: CREATE TABLE users (: incomplete input: SQLITE_ERROR"
+    assert (await db.exec("CREATE TABLE users (id INTEGER);\nINSERT INTO users VALUES (1)"))["count"] == 2
