@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,10 @@ from .errors import AnalyticsQueryError
 
 __all__ = ["handle_sql", "SQL_PATH", "add_routes"]
 
+log = logging.getLogger("cfemu.analytics")
+
+NOT_UTF8 = "The query is not valid UTF-8"
+INTERNAL_ERROR = "Internal error while running the query (cfemu logged the details)"
 SQL_PATH = "/client/v4/accounts/{account_id}/analytics_engine/sql"
 
 
@@ -25,7 +30,13 @@ async def handle_sql(service: Any, request: web.Request) -> web.Response:
     """
     if request.method not in ("POST", "GET"):
         raise web.HTTPMethodNotAllowed(request.method, ["POST", "GET"])
-    sql = await request.text() if request.method == "POST" else request.query.get("query", "")
+    if request.method == "POST":
+        try:
+            sql = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return web.Response(status=400, text=NOT_UTF8 + "\n", content_type="text/plain")
+    else:
+        sql = request.query.get("query", "")
     fmt = request.query.get("format")
     try:
         if service is None:
@@ -36,6 +47,9 @@ async def handle_sql(service: Any, request: web.Request) -> web.Response:
             body = await service.aquery(sql, format=fmt)
     except AnalyticsQueryError as e:
         return web.Response(status=e.status, text=e.message + "\n", content_type="text/plain")
+    except Exception:  # a bug of cfemu's: answer it as an error, keep the server serving
+        log.exception("Analytics Engine SQL query failed: %s", sql[:200])
+        return web.Response(status=500, text=INTERNAL_ERROR + "\n", content_type="text/plain")
     if isinstance(body, dict):
         return web.Response(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
     return web.Response(text=body, content_type="text/plain")

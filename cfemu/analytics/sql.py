@@ -26,6 +26,8 @@ from .storage import COLUMN_TYPES
 
 __all__ = ["Plan", "translate", "FORMATS"]
 
+TOO_DEEP = "The query is nested too deeply (expressions nest at most a few hundred levels locally)"
+
 FORMATS = {"json": "JSON", "jsoneachrow": "JSONEachRow", "tabseparated": "TabSeparated", "tsv": "TabSeparated"}
 
 # Aggregates written ClickHouse's parametric way: name(params)(args).
@@ -335,7 +337,7 @@ class Translator:
 
     def _count(self, node: Any, clause: str) -> int:
         if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
-            return int(node.this)
+            return min(int(node.this), 2**63 - 1)  # ClickHouse takes any UInt64; DuckDB's LIMIT is a BIGINT
         raise fail(f"{clause} takes a non-negative whole number")
 
     def _group_item(self, node: exp.Expression, scope: Scope) -> str:
@@ -533,4 +535,7 @@ def translate(sql: str, *, datasets: set[str], now: float, oldest: _dt.datetime 
 
     `now` (seconds since the epoch) is what now()/today() return; rows older than `oldest` are hidden.
     """
-    return Translator(datasets, now, oldest=oldest).statement(sql)
+    try:
+        return Translator(datasets, now, oldest=oldest).statement(sql)
+    except RecursionError:  # sqlglot and the translator walk the tree recursively
+        raise fail(TOO_DEEP) from None

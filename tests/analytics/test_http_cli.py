@@ -50,6 +50,29 @@ async def test_post_sql_returns_clickhouse_json(rt):
         await client.close()
 
 
+async def test_bad_bodies_and_internal_failures_answer_errors_not_tracebacks(rt, monkeypatch):
+    from cfemu.analytics import http
+
+    rt.env.AE.writeDataPoint({"blobs": ["x"]})
+    client = await _client(rt.analytics)
+    try:
+        resp = await client.post(PATH, data=b"SELECT '\xff\xfe' AS x")
+        assert resp.status == 400 and await resp.text() == http.NOT_UTF8 + "\n"
+
+        async def broken(*args, **kwargs):
+            raise KeyError("a cfemu bug")
+
+        monkeypatch.setattr(rt.analytics, "aquery", broken)
+        resp = await client.post(PATH, data="SELECT count() FROM events")
+        assert resp.status == 500 and await resp.text() == http.INTERNAL_ERROR + "\n"
+        monkeypatch.undo()
+        # the server keeps answering
+        resp = await client.post(PATH, data="SELECT count() AS n FROM events")
+        assert resp.status == 200 and (await resp.json())["data"] == [{"n": "1"}]
+    finally:
+        await client.close()
+
+
 async def test_handler_without_a_service_answers_show_tables():
     app = web.Application()
 

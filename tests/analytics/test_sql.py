@@ -123,6 +123,17 @@ async def test_division_by_zero_follows_clickhouse(q):
         assert str(info.value) == "Division by zero"
 
 
+async def test_deeply_nested_or_huge_input_gives_a_clear_error(q):
+    from cfemu.analytics.sql import TOO_DEEP
+
+    for sql in ("SELECT " + "(" * 3000 + "1" + ")" * 3000 + " AS x", "SELECT " + "+".join(["1"] * 5000) + " AS x"):
+        with pytest.raises(AnalyticsQueryError) as info:
+            q(sql)
+        assert str(info.value) == TOO_DEEP
+    # a LIMIT past DuckDB's BIGINT is still a valid ClickHouse UInt64 limit
+    assert q("SELECT count() AS n FROM events LIMIT 18446744073709551615") == [{"n": "8"}]
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
