@@ -28,27 +28,69 @@ _PURGE_EVERY = 256  # writes between sweeps of expired rows
 
 
 class KVValueStream:
-    """What `get(key, type="stream")` returns: an async iterable of byte chunks (a ReadableStream
-    stand-in that `Response(body)` accepts)."""
+    """What `get(key, type="stream")` returns: a ReadableStream stand-in.  Iterate it with
+    `async for chunk in stream`, read it with `stream.getReader()` / `await reader.read()` (giving
+    `{done, value}`), or hand it to `Response(stream)`; it can be consumed once."""
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self._offset = 0
         self.locked = False
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    def _lock(self) -> None:
         if self.locked:
             raise JsTypeError("This ReadableStream is currently locked to a reader.")
         self.locked = True
-        view = memoryview(self._data)
-        for start in range(0, len(view), _STREAM_CHUNK):
-            yield bytes(view[start:start + _STREAM_CHUNK])
+
+    def _next_chunk(self) -> bytes | None:
+        if self._offset >= len(self._data):
+            return None
+        chunk = self._data[self._offset:self._offset + _STREAM_CHUNK]
+        self._offset += len(chunk)
+        return chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._lock()
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := self._next_chunk()) is not None:
+            yield chunk
+
+    def getReader(self) -> _KVStreamReader:
+        """`ReadableStream.getReader()`: a default reader over the value's bytes."""
+        self._lock()
+        return _KVStreamReader(self)
+
+    async def cancel(self, reason: Any = None) -> None:
+        """`ReadableStream.cancel()`: drop what was not read."""
+        self._offset = len(self._data)
 
     async def bytes(self) -> bytes:
         """Read the whole stream (a convenience; JS code would use a reader or `new Response(s)`)."""
         return b"".join([chunk async for chunk in self])
+
+
+class _KVStreamReader:
+    """`ReadableStreamDefaultReader` over a `KVValueStream`."""
+
+    def __init__(self, stream: KVValueStream) -> None:
+        self._stream: KVValueStream | None = stream
+
+    async def read(self) -> JsObject:
+        if self._stream is None:
+            raise JsTypeError("This ReadableStreamDefaultReader has been released.")
+        chunk = self._stream._next_chunk()
+        return JsObject(done=True, value=None) if chunk is None else JsObject(done=False, value=chunk)
+
+    def releaseLock(self) -> None:
+        if self._stream is not None:
+            self._stream.locked = False
+            self._stream = None
+
+    async def cancel(self, reason: Any = None) -> None:
+        if self._stream is not None:
+            await self._stream.cancel(reason)
 
 
 def _options(options: Any, given: dict[str, Any], method: str, *, type_string: bool = False) -> dict[str, Any]:

@@ -306,3 +306,33 @@ def test_a_confirmed_put_survives_kill_9(tmp_path):
         assert len(asyncio.run(kv.list())["keys"]) == 50
     finally:
         kv.close()
+
+
+async def test_a_stream_value_reads_like_a_readable_stream(config):
+    from cfemu.errors import JsTypeError
+
+    async with Runtime.from_config(config, start=START) as rt:
+        kv = rt.env.KV
+        data = bytes(range(256)) * 1024  # 256 KiB: several chunks
+        await kv.put("big", data)
+        stream = await kv.get("big", type="stream")
+        reader = stream.getReader()
+        with pytest.raises(JsTypeError) as info:
+            stream.getReader()
+        assert str(info.value) == "This ReadableStream is currently locked to a reader."
+        got = b""
+        while True:
+            result = await reader.read()
+            if result.done:
+                assert result.value is None
+                break
+            got += result.value
+        assert got == data
+        # Released, the stream can be locked again (and is empty now).
+        reader.releaseLock()
+        assert [chunk async for chunk in stream] == []
+        # getWithMetadata gives the same kind of stream.
+        meta = await kv.getWithMetadata("big", type="stream")
+        assert b"".join([chunk async for chunk in meta["value"]]) == data
+        with pytest.raises(JsTypeError):
+            [chunk async for chunk in meta["value"]]
