@@ -145,6 +145,15 @@ class Headers:
         return dict(self.items())
 
 
+class _RequestHeaders(Headers):
+    """A request's headers: in the SDK they are an `http.client.HTTPMessage`, so a missing name reads None."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> str | None:  # type: ignore[override]
+        return self.get(name)
+
+
 def _coerce_headers(headers: Any) -> Headers:
     if isinstance(headers, Headers):
         return Headers(headers)
@@ -271,6 +280,7 @@ class Request(_Body):
         self.url = url
         self.method = method
         self.headers = _coerce_headers(headers)
+        self.headers.__class__ = _RequestHeaders
         self._body = _encode_body(body, self.headers)
         if self._body is not None and method in ("GET", "HEAD"):
             raise JsTypeError("Request with a GET or HEAD method cannot have a body.")
@@ -282,6 +292,7 @@ class Request(_Body):
     def _incoming(cls, url: str, method: str, headers: Headers, body: bytes | None, cf: JsObject) -> Request:
         """A request the server has already parsed: skip re-validating what aiohttp checked."""
         request = cls.__new__(cls)
+        headers.__class__ = _RequestHeaders
         request.url, request.method, request.headers, request._body = url, method, headers, body
         request._used, request.cf, request.redirect = False, cf, "follow"
         return request

@@ -208,3 +208,10 @@ async def test_asgi_via_workers_module_and_an_app_without_lifespan():
     with pytest.raises(RuntimeError) as info:
         await asgi_module.fetch(silent, Request("http://x/"), {})
     assert str(info.value) == asgi_module.NO_RESPONSE
+
+
+def test_request_headers_read_like_http_message_response_headers_like_a_dict():
+    req = Request("http://x/", headers={"a": "1"})
+    assert req.headers["A"] == "1" and req.headers["missing"] is None  # HTTPMessage semantics
+    with pytest.raises(KeyError):
+        Response("x").headers["missing"]
