@@ -23,6 +23,7 @@ from .sqlite import open_sqlite3
 __all__ = ["RateLimiter", "RateLimitService", "RateLimitStore", "PERIODS"]
 
 PERIODS = (10, 60)
+_PURGE_EVERY = 1024  # calls between sweeps of counters whose window ended (one row per key seen)
 _OPTION_KEYS = ("key", "limit", "period")
 
 # Texts of Miniflare's rate limiting simulator (production's are not documented).
@@ -52,6 +53,14 @@ def _js(value: Any) -> str:
 _MISSING = object()
 
 
+def _utf8_safe(text: str) -> str:
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class RateLimitStore:
     """Per-window counters in one SQLite file (WAL; each count committed before `limit` answers)."""
 
@@ -62,9 +71,13 @@ class RateLimitStore:
             "key TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL, "
             "PRIMARY KEY (namespace, period, key))"
         )
+        self._takes = 0
 
     def take(self, namespace: str, period: int, key: str, window: int, limit: int) -> bool:
         """Count one call in `window` unless the key already reached `limit` there."""
+        self._takes += 1
+        if self._takes % _PURGE_EVERY == 0:
+            self.purge(window * period)
         row = self._db.execute("SELECT window, count FROM counters WHERE namespace = ? AND period = ? AND key = ?",
                                (namespace, period, key)).fetchone()
         count = row[1] if row is not None and row[0] == window else 0
@@ -122,6 +135,8 @@ class RateLimiter:
         the_key = opts.get("key", _MISSING)
         if not isinstance(the_key, str):
             raise JsException(INVALID_KEY.format(key="undefined" if the_key is _MISSING else _js(the_key)))
+        # The key travels UTF-8 encoded, so a lone surrogate arrives as U+FFFD (and SQLite can store it).
+        the_key = _utf8_safe(the_key)
         the_limit = opts.get("limit", self._limit)
         if isinstance(the_limit, bool) or not isinstance(the_limit, (int, float)):
             raise JsException(LIMIT_NOT_NUMBER.format(limit=_js(the_limit)))

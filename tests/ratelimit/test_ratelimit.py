@@ -153,3 +153,32 @@ async def test_standalone_limiter(tmp_path):
     clock.set(START + 10)
     assert (await rl.limit(key="a")).success
     store.close()
+
+
+async def test_keys_with_lone_surrogates_count_like_their_utf8_form(tmp_path):
+    # A JS string key reaches Cloudflare UTF-8 encoded: a lone surrogate becomes U+FFFD.
+    from cfemu.clock import VirtualClock
+    from cfemu.ratelimit import RateLimiter, RateLimitStore
+
+    store = RateLimitStore(tmp_path / "rl.sqlite")
+    rl = RateLimiter(store, namespace_id="1", limit=2, period=10, clock=VirtualClock(START))
+    assert (await rl.limit(key="a\ud800")).success
+    assert (await rl.limit(key="a\udfff")).success
+    assert not (await rl.limit(key="a\ufffd")).success
+    store.close()
+
+
+async def test_counters_of_ended_windows_are_forgotten_while_running(tmp_path, monkeypatch):
+    import cfemu.ratelimit as ratelimit
+    from cfemu.clock import VirtualClock
+
+    monkeypatch.setattr(ratelimit, "_PURGE_EVERY", 10)
+    clock = VirtualClock(START)
+    store = ratelimit.RateLimitStore(tmp_path / "rl.sqlite")
+    rl = ratelimit.RateLimiter(store, namespace_id="1", limit=5, period=10, clock=clock)
+    for i in range(9):
+        await rl.limit(key=f"ip-{i}")
+    clock.set(START + 10)
+    await rl.limit(key="late")  # the 10th call sweeps the ended window
+    assert store._db.execute("SELECT count(*) FROM counters").fetchone()[0] == 1
+    store.close()
