@@ -193,25 +193,26 @@ class R2Bucket:
         if cond is not None and not cond.allows(self._storage.row(key)):
             return None  # checked again atomically at commit; this spares writing the body
         algorithms = (expected[0],) if expected else ()
-        blob = await self._storage.write_blob(_chunks(value), algorithms)
-        try:
-            if blob.size > MAX_VALUE_SIZE:
-                raise R2Failure(ENTITY_TOO_LARGE)
-            checksums = {"md5": blob.digests["md5"].hex()}
-            if expected is not None:
-                field, name, digest = expected
-                actual = blob.digests[field]
-                if actual != digest:
-                    raise R2Failure(BAD_DIGEST, alg=name, provided=digest.hex(), actual=actual.hex())
-                checksums[field] = actual.hex()
-            row = ObjectRow(key, blob.blob_id, secrets.token_hex(16), blob.size, blob.digests["md5"].hex(),
-                            self._now_ms(), checksums, http, custom, storage_class)
-            self._storage.commit_put(row, cond.allows if cond is not None else None)
-        except R2Failure as failure:
-            self._storage.discard_blob(blob.blob_id)
-            if failure.code == PRECONDITION_FAILED[1]:
-                return None
-            raise r2_error("put", failure) from None
+        with self._storage.writing():  # no clean-up may take the body before its row commits
+            blob = await self._storage.write_blob(_chunks(value), algorithms)
+            try:
+                if blob.size > MAX_VALUE_SIZE:
+                    raise R2Failure(ENTITY_TOO_LARGE)
+                checksums = {"md5": blob.digests["md5"].hex()}
+                if expected is not None:
+                    field, name, digest = expected
+                    actual = blob.digests[field]
+                    if actual != digest:
+                        raise R2Failure(BAD_DIGEST, alg=name, provided=digest.hex(), actual=actual.hex())
+                    checksums[field] = actual.hex()
+                row = ObjectRow(key, blob.blob_id, secrets.token_hex(16), blob.size, blob.digests["md5"].hex(),
+                                self._now_ms(), checksums, http, custom, storage_class)
+                self._storage.commit_put(row, cond.allows if cond is not None else None)
+            except R2Failure as failure:
+                self._storage.discard_blob(blob.blob_id)
+                if failure.code == PRECONDITION_FAILED[1]:
+                    return None
+                raise r2_error("put", failure) from None
         return R2Object(row)
 
     async def delete(self, keys: str | list[str]) -> None:
@@ -315,12 +316,13 @@ class R2MultipartUpload:
         storage = self._bucket._storage
         if storage.upload_state(self.key, self.uploadId) != UPLOAD_IN_PROGRESS:
             raise r2_error("uploadPart", R2Failure(NO_SUCH_UPLOAD))
-        blob = await storage.write_blob(_chunks(value))
-        try:
-            etag = storage.commit_part(self.key, self.uploadId, partNumber, blob)
-        except R2Failure as failure:
-            storage.discard_blob(blob.blob_id)
-            raise r2_error("uploadPart", failure) from None
+        with storage.writing():  # no clean-up may take the body before its row commits
+            blob = await storage.write_blob(_chunks(value))
+            try:
+                etag = storage.commit_part(self.key, self.uploadId, partNumber, blob)
+            except R2Failure as failure:
+                storage.discard_blob(blob.blob_id)
+                raise r2_error("uploadPart", failure) from None
         return JsObject(partNumber=partNumber, etag=etag)
 
     async def complete(self, uploadedParts: list[Any]) -> R2Object:
@@ -362,15 +364,16 @@ class R2MultipartUpload:
             sizes = [p[2] for p in ordered]
             if len(set(sizes[:-1])) > 1 or (len(sizes) > 1 and sizes[-1] > sizes[0]):
                 raise R2Failure(BAD_UPLOAD)
-            blob = await storage.concatenate([p[1] for p in ordered])
-            md5_of_md5s = hashlib.md5(b"".join(bytes.fromhex(p[4]) for p in ordered)).hexdigest()
-            row = ObjectRow(self.key, blob.blob_id, secrets.token_hex(16), blob.size, f"{md5_of_md5s}-{len(ordered)}",
-                            self._bucket._now_ms(), {}, http, custom, storage_class)
-            try:
-                storage.commit_complete(self.uploadId, row)
-            except R2Failure:
-                storage.discard_blob(blob.blob_id)
-                raise
+            with storage.writing():  # no clean-up may take the body before its row commits
+                blob = await storage.concatenate([p[1] for p in ordered])
+                md5_of_md5s = hashlib.md5(b"".join(bytes.fromhex(p[4]) for p in ordered)).hexdigest()
+                row = ObjectRow(self.key, blob.blob_id, secrets.token_hex(16), blob.size, f"{md5_of_md5s}-{len(ordered)}",
+                                self._bucket._now_ms(), {}, http, custom, storage_class)
+                try:
+                    storage.commit_complete(self.uploadId, row)
+                except R2Failure:
+                    storage.discard_blob(blob.blob_id)
+                    raise
         except R2Failure as failure:
             raise r2_error(action, failure) from None
         return R2Object(row)

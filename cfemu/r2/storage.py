@@ -13,12 +13,18 @@ import json
 import os
 import secrets
 from collections.abc import AsyncIterable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
 from ..sqlite import open_apsw
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; clean-up then assumes no writer
+    fcntl = None  # type: ignore[assignment]
 from .errors import (
     INTERNAL_ERROR,
     NO_SUCH_UPLOAD,
@@ -108,20 +114,52 @@ class R2Storage:
         self.conn = open_apsw(self.root / "metadata.sqlite", synchronous=synchronous)
         self.conn.execute(_SCHEMA)
         self.fault: Callable[[str], None] | None = None
+        self._lock_path = self.root / "writers.lock"
+        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._writers = 0
         if recover:
             self.recover()
 
     # -- crash recovery ---------------------------------------------------------------------------
 
-    def recover(self) -> None:
-        """Remove temp files and bodies no metadata row references (left by a crash)."""
-        for stray in self.tmp.iterdir():
-            stray.unlink(missing_ok=True)
-        referenced = {r[0] for r in self.conn.execute("SELECT blob_id FROM objects UNION SELECT blob_id FROM parts")}
-        for shard in self.blobs.iterdir():
-            for blob in shard.iterdir():
-                if blob.name not in referenced:
-                    blob.unlink(missing_ok=True)
+    def recover(self) -> bool:
+        """Remove temp files and bodies no metadata row references (left by a crash).
+
+        Skipped (returns False) while anyone, in this process or another (the CLI next to a
+        `cfemu dev`), is between writing a body and committing its row: that body looks exactly
+        like a crash's leftover.  Writers hold a shared flock on `writers.lock`; clean-up needs
+        it exclusively.  What a skipped clean-up leaves is removed by a later one.
+        """
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+            for stray in self.tmp.iterdir():
+                stray.unlink(missing_ok=True)
+            referenced = {r[0] for r in self.conn.execute("SELECT blob_id FROM objects UNION SELECT blob_id FROM parts")}
+            for shard in self.blobs.iterdir():
+                for blob in shard.iterdir():
+                    if blob.name not in referenced:
+                        blob.unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while a body is written and until its row commits (or it is discarded)."""
+        if self._writers == 0 and fcntl is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0 and fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _step(self, name: str) -> None:
         if self.fault is not None:
@@ -301,6 +339,9 @@ class R2Storage:
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 def _fsync_dir(path: Path) -> None:

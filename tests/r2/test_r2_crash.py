@@ -122,3 +122,32 @@ def test_kill_9_mid_put(tmp_path, step):
     blobs, temps = _files(root)
     assert len(blobs) == 1 and temps == []
     storage.close()
+
+
+@pytest.mark.parametrize("step", ["written", "renamed", "before_commit"])
+async def test_opening_the_bucket_during_a_write_leaves_that_write_alone(tmp_path, step):
+    # A `cfemu dev` starting (or reloading) while the CLI, or a request, is writing must not clean
+    # away the body of that write as if a crash had stranded it.
+    root = tmp_path / "bucket"
+    storage = R2Storage(root, fsync=False)
+    bucket = R2Bucket(storage, VirtualClock(0))
+
+    def fault(name: str) -> None:
+        if name == step:
+            R2Storage(root, fsync=False).close()  # another opener runs its start-up clean-up
+
+    storage.fault = fault
+    await bucket.put("k", b"body")
+    storage.fault = None
+    assert await (await bucket.get("k")).text() == "body"
+    upload = await bucket.createMultipartUpload("mp")
+    storage.fault = fault
+    part = await upload.uploadPart(1, b"part")
+    done = await upload.complete([part])
+    storage.fault = None
+    assert done.size == 4 and await (await bucket.get("mp")).text() == "part"
+    storage.close()
+    # With nobody writing, opening cleans as before.
+    (root / "tmp" / "stray").write_bytes(b"x")
+    R2Storage(root, fsync=False).close()
+    assert not (root / "tmp" / "stray").exists()
