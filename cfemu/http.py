@@ -57,6 +57,11 @@ class Headers:
         return name, value
 
     @classmethod
+    def new(cls, init: Any = None) -> Headers:
+        """`js.Headers.new(...)`, as code written against the FFI constructs it."""
+        return cls(init)
+
+    @classmethod
     def _trusted(cls, pairs: Any) -> Headers:
         """Headers already validated by the HTTP server (skips the per-header checks)."""
         headers = cls()
@@ -289,6 +294,11 @@ class Request(_Body):
         self.redirect = redirect or "follow"
 
     @classmethod
+    def new(cls, input: Any, init: Mapping[str, Any] | None = None, **kwargs: Any) -> Request:
+        """`js.Request.new(url, init)`: the init object's keys as keyword arguments."""
+        return cls(input, **{**dict(init or {}), **kwargs})
+
+    @classmethod
     def _incoming(cls, url: str, method: str, headers: Headers, body: bytes | None, cf: JsObject) -> Request:
         """A request the server has already parsed: skip re-validating what aiohttp checked."""
         request = cls.__new__(cls)
@@ -382,6 +392,13 @@ class Response(_Body):
         return cls(body, status=status, status_text=status_text, headers=h)
 
     json = from_json
+
+    @classmethod
+    def new(cls, body: Any = None, init: Mapping[str, Any] | None = None, **kwargs: Any) -> Response:
+        """`js.Response.new(body, init)`: init's `status`, `statusText`, `headers`, `webSocket`."""
+        options = {**dict(init or {}), **kwargs}
+        return cls(body, status=options.get("status"), status_text=options.get("statusText", ""),
+                   headers=options.get("headers"), web_socket=options.get("webSocket"))
 
     def replace_body(self, body: Any) -> Response:
         """The SDK's `replace_body`: same status, status text and headers, a new body."""

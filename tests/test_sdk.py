@@ -215,3 +215,32 @@ def test_request_headers_read_like_http_message_response_headers_like_a_dict():
     assert req.headers["A"] == "1" and req.headers["missing"] is None  # HTTPMessage semantics
     with pytest.raises(KeyError):
         Response("x").headers["missing"]
+
+
+JS_FFI_WORKER = '''
+from js import URL, Blob, FormData, Headers, Request, Response
+
+class Default:
+    pass
+
+async def on_fetch(request, env):
+    url = URL.new(request.url)
+    headers = Headers.new({"x-a": "1"}.items())
+    form = FormData.new()
+    form.append("n", 123)
+    blob = Blob.new(["ab", "c"], {"type": "text/plain"})
+    inner = Request.new("http://x/q", {"method": "POST", "body": "b"})
+    return Response.new(
+        f"{url.pathname}|{url.search}|{url.searchParams.get('k')}|{url.origin}|{headers.get('x-a')}|"
+        f"{form.get('n')}|{await blob.text()}|{blob.type}|{inner.method}",
+        {"status": 202, "headers": {"x-b": "2"}},
+    )
+'''
+
+
+async def test_js_constructors_code_reaches_for(tmp_path, write_worker):
+    config = write_worker(tmp_path, JS_FFI_WORKER.replace("class Default:\n    pass\n", ""))
+    async with Runtime.from_config(config) as rt:
+        resp = await rt.fetch("/p/q?k=v")
+        assert resp.status == 202 and resp.headers["x-b"] == "2"
+        assert await resp.text() == "/p/q|?k=v|v|http://localhost|1|123|abc|text/plain|POST"

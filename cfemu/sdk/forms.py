@@ -49,6 +49,12 @@ class Blob:
         self._data = b"".join(_part_bytes(p) for p in blob_parts)
         self._type = (content_type or "").lower()
 
+    @classmethod
+    def new(cls, parts: Any = (), options: dict[str, Any] | None = None, **kwargs: Any) -> Blob:
+        """`js.Blob.new(parts, {"type": ...})`."""
+        options = {**dict(options or {}), **kwargs}
+        return Blob(list(parts), content_type=options.get("type"))
+
     @property
     def size(self) -> int:
         return len(self._data)
@@ -126,6 +132,24 @@ class FormData(MutableMapping[str, Any]):
                 self._items.append((str(k), _value(v)))
         else:
             raise TypeError("Expected form_data to be a dict or an instance of FormData")
+
+    @classmethod
+    def new(cls, form_data: Any = None) -> FormData:
+        """`js.FormData.new()`."""
+        return cls(form_data)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        value = self[key]
+        return default if value is None else value
+
+    def has(self, key: str) -> bool:
+        return key in self
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def getAll(self, key: str) -> list[Any]:
+        return self.get_all(key)
 
     def __getitem__(self, key: str) -> Any:
         for k, v in self._items:

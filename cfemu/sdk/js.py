@@ -15,12 +15,13 @@ from .. import context
 from ..http import Headers, Request, Response, fetch
 from ..objects import JsObject, to_js_object
 from ..websocket import WebSocketPair, WebSocketRequestResponsePair
+from .forms import Blob, File, FormData
 
 __cfemu__ = True
 __all__ = [
     "Date", "console", "setTimeout", "clearTimeout", "setInterval", "clearInterval", "Object", "JSON",
     "WebSocketPair", "WebSocketRequestResponsePair", "Response", "Request", "Headers", "fetch", "crypto",
-    "Array", "undefined",
+    "Array", "undefined", "URL", "URLSearchParams", "FormData", "Blob", "File",
 ]
 
 log = logging.getLogger("cfemu.console")
@@ -165,6 +166,72 @@ class Object:
     @staticmethod
     def new() -> JsObject:
         return JsObject()
+
+
+class URL:
+    """`js.URL.new(url, base=None)`: the WHATWG URL parts worker code reads (href, pathname, search...)."""
+
+    def __init__(self, url: str, base: str | None = None) -> None:
+        from urllib.parse import urljoin, urlsplit
+
+        from ..errors import JsTypeError
+
+        text = urljoin(str(base), str(url)) if base is not None else str(url)
+        parts = urlsplit(text)
+        if not parts.scheme or (parts.scheme in ("http", "https", "ws", "wss") and not parts.netloc):
+            raise JsTypeError("Invalid URL string.")
+        self.protocol = parts.scheme.lower() + ":"
+        self.username = parts.username or ""
+        self.password = parts.password or ""
+        self.hostname = (parts.hostname or "").lower()
+        default_port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme.lower())
+        self.port = "" if parts.port in (None, default_port) else str(parts.port)
+        self.host = self.hostname + (f":{self.port}" if self.port else "")
+        self.pathname = parts.path or "/"
+        self.search = f"?{parts.query}" if parts.query else ""
+        self.hash = f"#{parts.fragment}" if parts.fragment else ""
+        self.origin = f"{self.protocol}//{self.host}"
+
+    new = classmethod(lambda cls, url, base=None: cls(url, base))
+
+    @property
+    def href(self) -> str:
+        auth = f"{self.username}:{self.password}@" if self.password else (f"{self.username}@" if self.username else "")
+        return f"{self.protocol}//{auth}{self.host}{self.pathname}{self.search}{self.hash}"
+
+    @property
+    def searchParams(self) -> URLSearchParams:
+        return URLSearchParams(self.search)
+
+    def toString(self) -> str:
+        return self.href
+
+    __str__ = toString
+
+
+class URLSearchParams:
+    """`js.URLSearchParams`: get/getAll/has over a query string."""
+
+    def __init__(self, query: str = "") -> None:
+        from urllib.parse import parse_qsl
+
+        self._pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+
+    new = classmethod(lambda cls, query="": cls(query))
+
+    def get(self, name: str) -> str | None:
+        return next((v for k, v in self._pairs if k == name), None)
+
+    def getAll(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k == name]
+
+    def has(self, name: str) -> bool:
+        return any(k == name for k, _ in self._pairs)
+
+    def toString(self) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode(self._pairs)
 
 
 class Array:
