@@ -25,10 +25,11 @@ from .errors import D1_ERROR, NO_STATEMENTS, PARAMS_ONLY_LAST, d1_error, sqlite_
 __all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
 
 SERVED_BY = "cfemu.db"
+_MAX_SQL_BYTES = 100_000
 D1_LIMITS = {
     apsw.SQLITE_LIMIT_VARIABLE_NUMBER: 100,
     apsw.SQLITE_LIMIT_COLUMN: 100,
-    apsw.SQLITE_LIMIT_SQL_LENGTH: 100_000,
+    apsw.SQLITE_LIMIT_SQL_LENGTH: 100_000,  # also checked in _statement_info, for SQLite's text
     apsw.SQLITE_LIMIT_LENGTH: 2_000_000,
     apsw.SQLITE_LIMIT_ATTACHED: 0,
 }
@@ -200,6 +201,12 @@ class D1Storage:
         """(has statements, several statements) for a SQL text, cached: prepare() texts repeat."""
         info = self._sql_info.get(sql)
         if info is None:
+            if len(sql) > _MAX_SQL_BYTES // 4 and len(sql.encode("utf-8")) > _MAX_SQL_BYTES:
+                # apsw reports SQLite's generic "string or blob too big" here; SQLite's own prepare
+                # (and so D1) says "statement too long".
+                error = apsw.TooBigError("statement too long")
+                error.result = apsw.SQLITE_TOOBIG
+                raise error
             info = (has_statements(sql), ";" in sql.rstrip().rstrip(";"))
             if len(self._sql_info) > 512:
                 self._sql_info.clear()
@@ -300,7 +307,10 @@ class D1Storage:
 
     def query(self, sql: str, params: Sequence[Any] = (), *, want_meta: bool = True) -> QueryResult:
         """Run one prepared statement atomically and commit it."""
-        has, multi = self._statement_info(sql)
+        try:
+            has, multi = self._statement_info(sql)
+        except apsw.Error as e:
+            raise self._fail(e) from None
         if not has:
             raise d1_error(D1_ERROR, NO_STATEMENTS)
         if not multi:

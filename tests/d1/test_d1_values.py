@@ -60,3 +60,16 @@ async def test_exec_splits_on_newlines_like_workerd(db):
         await db.exec("CREATE TABLE users (\n  id INTEGER\n)")
     assert str(info.value) == "D1_EXEC_ERROR: Error in line 1: CREATE TABLE users (: incomplete input: SQLITE_ERROR"
     assert (await db.exec("CREATE TABLE users (id INTEGER);\nINSERT INTO users VALUES (1)"))["count"] == 2
+
+
+async def test_statement_longer_than_100_kb_is_sqlites_statement_too_long(db):
+    # SQLite's own text for SQLITE_LIMIT_SQL_LENGTH (what workerd's prepare reports), counted in UTF-8 bytes.
+    with pytest.raises(JsException) as info:
+        await db.prepare("SELECT '" + "x" * 100_000 + "'").all()
+    assert str(info.value) == "D1_ERROR: statement too long: SQLITE_TOOBIG"
+    with pytest.raises(JsException) as info:
+        await db.batch([db.prepare("SELECT 1"), db.prepare("SELECT '" + "é" * 50_000 + "'")])
+    assert str(info.value) == "D1_ERROR: statement too long: SQLITE_TOOBIG"
+    exactly = "SELECT '" + "x" * (100_000 - 9) + "'"
+    assert len(exactly) == 100_000
+    assert len((await db.prepare(exactly).raw())[0][0]) == 100_000 - 9
