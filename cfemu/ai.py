@@ -98,8 +98,16 @@ class AIConfigFromEnv:
         values = dict(values or {})
         values.update({k: v for k, v in os.environ.items() if k.startswith("CFEMU_AI_")})
         base = str(values.get("CFEMU_AI_BASE_URL") or "").strip()
-        if base and urlsplit(base).path in ("", "/"):
-            base = base.rstrip("/") + "/v1"
+        if base:
+            try:
+                parts = urlsplit(base)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"CFEMU_AI_BASE_URL must be an http:// or https:// URL, not {base!r}")
+            if parts.path in ("", "/"):
+                base = base.rstrip("/") + "/v1"
         self.base_url = base.rstrip("/") or None
         self.text_models = _model_map(values.get("CFEMU_AI_MODEL"))
         self.embedding_models = _model_map(values.get("CFEMU_AI_EMBEDDING_MODEL"))

@@ -336,3 +336,14 @@ async def test_numeric_inputs_are_checked_for_prompts_too(config):
                 await rt.env.AI.run(model, inputs)
             assert str(info.value) == message
         assert (await rt.env.AI.run(model, {"prompt": "x", "temperature": 0, "max_tokens": 3}))["response"]
+
+
+@pytest.mark.parametrize("value", ["notaurl", "ftp://127.0.0.1/v1", "http://[::1", "http:///v1"])
+async def test_a_base_url_that_is_not_http_is_refused_at_start(config, monkeypatch, value):
+    from cfemu.errors import ConfigError
+
+    monkeypatch.setenv("CFEMU_AI_BASE_URL", value)
+    with pytest.raises(ConfigError) as info:
+        async with Runtime.from_config(config):
+            pass
+    assert str(info.value) == f"CFEMU_AI_BASE_URL must be an http:// or https:// URL, not {value!r}"
