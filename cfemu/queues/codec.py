@@ -75,12 +75,22 @@ def decode(data: bytes, ctype: str) -> Any:
     if ctype == "text":
         return data.decode("utf-8", "surrogatepass")
     if ctype == "bytes":
-        return bytes(data)
+        return _Buffer(data)
     if ctype == "json":
         return to_js_object(json.loads(data.decode("utf-8", "surrogatepass")))
     if ctype == "v8":
         return to_js_object(values.deserialize(data))
     raise JsTypeError(UNSUPPORTED_CONTENT_TYPE.format(content_type=ctype))
+
+
+class _Buffer(bytes):
+    """A "bytes" body: Python bytes that also answer `to_bytes()`/`to_py()`, as the JsProxy of
+    the JS buffer a Cloudflare Python handler gets does."""
+
+    def to_bytes(self) -> bytes:
+        return bytes(self)
+
+    to_py = to_bytes
 
 
 def _jsonable(value: Any, stack: set[int]) -> Any:

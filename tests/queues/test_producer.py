@@ -188,6 +188,8 @@ async def test_content_types_round_trip(h):
     ]
     # Objects allow attribute access, as JsProxies of JS objects do.
     assert bodies[0].n.deep == "x"
+    # A "bytes" body arrives on Cloudflare as a JS buffer: portable code calls to_bytes().
+    assert bodies[2].to_bytes() == b"\x00\xffbytes" and type(bodies[2].to_bytes()) is bytes
 
 
 async def test_body_is_serialized_at_send_time(h):
