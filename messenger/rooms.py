@@ -138,22 +138,16 @@ class ChatRoom(SocketHost):
 
     async def _send(self, ws, att: dict, frame: dict) -> None:
         uid, cid = att["uid"], frame["cid"]
-        storage = self.ctx.storage
-        known = await jget(storage, f"cid:{uid}:{cid}")
-        if known is not None:
-            # A resend after a reconnect: the original ack again, no second message, no second count.
-            msg = await jget(storage, _mkey(known))
-            send(ws, {"type": "ack", "cid": cid, "seq": known, "id": msg["id"] if msg else None,
-                      "ts": msg["ts"] if msg else None, "duplicate": True})
-            return
+        if await self._ack_duplicate(ws, uid, cid):
+            return  # a resend after a reconnect: the original ack again, no second message, no second count
         bucket = "nudge" if frame["kind"] == "nudge" else "chat"
         verdict = py(await self.env.LIMITER.getByName(uid).take(bucket))
         if not verdict["ok"]:
             events.emit(self.env, "rate_limited", blobs=(bucket,), user=uid)
             raise ProtocolError("rate_limited", f"too many {bucket} frames; retry later", cid=cid,
                                 retryAfterMs=verdict["retryAfterMs"])
-        if await jget(storage, f"cid:{uid}:{cid}") is not None:
-            return  # the same cid raced in from another socket meanwhile; that one was acked
+        if await self._ack_duplicate(ws, uid, cid):
+            return  # the same cid raced in from another socket meanwhile: this socket gets its ack too
         now = Date.now()
         content = {"kind": frame["kind"]}
         if frame["kind"] == "text":
@@ -168,6 +162,16 @@ class ChatRoom(SocketHost):
         events.emit(self.env, "message_sent", blobs=(frame["kind"], "dm" if not is_public(self.room) else "room"),
                     doubles=(len(content.get("text", "")),), user=uid)
         self._after(self._fan_out(public))
+
+    async def _ack_duplicate(self, ws, uid: str, cid: str) -> bool:
+        """Ack `cid` again (marked duplicate) when it is already stored; False when it is new."""
+        known = await jget(self.ctx.storage, f"cid:{uid}:{cid}")
+        if known is None:
+            return False
+        msg = await jget(self.ctx.storage, _mkey(known))
+        send(ws, {"type": "ack", "cid": cid, "seq": known, "id": msg["id"] if msg else None,
+                  "ts": msg["ts"] if msg else None, "duplicate": True})
+        return True
 
     async def _append(self, uid: str, name: str, cid: str, content: dict, now: int, extra: dict | None = None) -> dict:
         """Assign the next sequence and commit the message atomically; returns the stored record."""

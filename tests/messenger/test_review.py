@@ -180,3 +180,19 @@ def test_emoticons_tokenize_text_whose_upper_case_is_longer(modules):
     e = modules["emoticons"]
     assert e.tokenize("ß:)") == [("text", "ß"), ("emoticon", "smile")]
     assert e.tokenize("ﬃ (h)") == [("text", "ﬃ "), ("emoticon", "hot")]
+
+
+# -- exactly once -------------------------------------------------------------------------------------
+
+async def test_the_same_cid_racing_in_on_two_sockets_is_stored_once_and_acked_on_both(rt):
+    alice = await login(rt, "alice")
+    a1, _ = await room(rt, "general", alice)
+    a2, _ = await room(rt, "general", alice)
+    frame = json.dumps({"type": "send", "cid": "same-1", "kind": "text", "text": "once"})
+    await a1.send(frame)
+    await a2.send(frame)
+    await rt.settle()
+    acks = [f for ws in (a1, a2) for f in drain(ws) if f["type"] == "ack"]
+    assert len(acks) == 2 and {a["seq"] for a in acks} == {1}
+    page = await api(rt, "GET", "/api/rooms/general/history", alice["accessToken"])
+    assert [m["cid"] for m in page["messages"]] == ["same-1"]
