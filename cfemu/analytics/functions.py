@@ -192,7 +192,8 @@ def _quantile(c: _Call, q_node: exp.Expression | None, value_node: exp.Expressio
     if not 0 <= q <= 1:
         raise fail(f"{c.name}: the level must be between 0 and 1, not {q:g}")
     value = c.tr.expr(value_node, c.scope)
-    kind = "DateTime" if value.type == "DateTime" else "Float64"
+    # the exact quantiles pick one of the values, so they keep the values' type
+    kind = value.type if is_number(value.type) or value.type in ("DateTime", "Date") else "Float64"
     if _weight_is_sample_interval(c, weight_node):
         return Typed(f"quantile_disc({value.sql}, {q!r})", kind)
     # ClickHouse: sort by value, take the first whose cumulative weight reaches ceil(total * q).
@@ -470,17 +471,18 @@ def start_of_interval(c: _Call, t: Typed, amount: int, unit: str) -> Typed:
     if unit == "HOUR":
         return Typed(f"(date_trunc('day', {t.sql}) + to_hours(CAST(floor(hour({t.sql}) / {amount}) AS BIGINT) * {amount}))",
                      "DateTime")
+    # ClickHouse answers a Date (not a DateTime) for week, month, quarter and year intervals
     if unit == "WEEK":
         # weeks start on Monday; 1970-01-05 was the first Monday after the epoch
         size = amount * 7 * 86400
         origin = 4 * 86400
-        return Typed(f"make_timestamp((CAST(floor((epoch({t.sql}) - {origin}) / {size}) AS BIGINT) * {size} + {origin}) * 1000000)",
-                     "DateTime")
+        return Typed(f"CAST(make_timestamp((CAST(floor((epoch({t.sql}) - {origin}) / {size}) AS BIGINT) * {size} + {origin})"
+                     f" * 1000000) AS DATE)", "Date")
     months = amount * (3 if unit == "QUARTER" else 12 if unit == "YEAR" else 1)
     index = f"((year({t.sql}) - 1970) * 12 + month({t.sql}) - 1)"
     start = f"(CAST(floor({index} / {months}) AS BIGINT) * {months})"
-    return Typed(f"make_timestamp(1970 + CAST(floor({start} / 12) AS BIGINT), CAST({start} % 12 + 1 AS BIGINT), 1, 0, 0, 0)",
-                 "DateTime")
+    return Typed(f"make_date(CAST(1970 + floor({start} / 12) AS INTEGER), CAST({start} % 12 + 1 AS INTEGER), 1)",
+                 "Date")
 
 
 @_fn("toStartOfInterval")

@@ -134,6 +134,17 @@ async def test_deeply_nested_or_huge_input_gives_a_clear_error(q):
     assert q("SELECT count() AS n FROM events LIMIT 18446744073709551615") == [{"n": "8"}]
 
 
+async def test_result_types_of_intervals_and_exact_quantiles(q):
+    result = q.rt.analytics.query(
+        "SELECT toStartOfInterval(timestamp, INTERVAL 1 DAY) AS d, toStartOfInterval(timestamp, INTERVAL 1 WEEK) AS w, "
+        "toStartOfInterval(timestamp, INTERVAL 2 MONTH) AS m, quantileExactWeighted(0.5)(double1, _sample_interval) AS qf, "
+        "quantileExactWeighted(0.5)(toUInt32(double2), _sample_interval) AS qi, "
+        "quantileExactWeighted(0.5)(timestamp, double2) AS qt FROM events GROUP BY d, w, m ORDER BY d LIMIT 1")
+    assert [m["type"] for m in result["meta"]] == ["DateTime", "Date", "Date", "Float64", "UInt32", "DateTime"]
+    assert result["data"][0] == {"d": "2026-01-15 00:00:00", "w": "2026-01-12", "m": "2026-01-01", "qf": 10,
+                                 "qi": 3, "qt": "2026-01-15 10:06:40"}
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
@@ -195,9 +206,11 @@ async def test_top_k(q):
     ("INTERVAL 1 HOUR", [("2026-01-15 10:00:00", 5), ("2026-01-15 11:00:00", 1), ("2026-01-16 10:00:00", 1),
                          ("2026-01-21 10:00:00", 1)]),
     ("INTERVAL '1' DAY", [("2026-01-15 00:00:00", 6), ("2026-01-16 00:00:00", 1), ("2026-01-21 00:00:00", 1)]),
-    ("INTERVAL '1' WEEK", [("2026-01-12 00:00:00", 7), ("2026-01-19 00:00:00", 1)]),
-    ("INTERVAL '1' MONTH", [("2026-01-01 00:00:00", 8)]),
-    ("INTERVAL '1' YEAR", [("2026-01-01 00:00:00", 8)]),
+    # ClickHouse answers a Date for week, month, quarter and year intervals
+    ("INTERVAL '1' WEEK", [("2026-01-12", 7), ("2026-01-19", 1)]),
+    ("INTERVAL '1' MONTH", [("2026-01-01", 8)]),
+    ("INTERVAL '1' QUARTER", [("2026-01-01", 8)]),
+    ("INTERVAL '1' YEAR", [("2026-01-01", 8)]),
 ])
 async def test_to_start_of_interval(q, interval, expected):
     rows = q(f"SELECT toStartOfInterval(timestamp, {interval}) AS t, count() AS n FROM events GROUP BY t ORDER BY t")
