@@ -318,6 +318,10 @@ class SyncRuntime:
     def advance(self, seconds: float) -> None:
         self.run(self.runtime.advance(seconds))
 
+    def websocket(self, path: str = "/", **kwargs: Any) -> _SyncWebSocket:
+        """`Runtime.websocket` whose send/receive/close are plain calls."""
+        return _SyncWebSocket(self.run(self.runtime.websocket(path, **kwargs)), self.run)
+
     def now(self) -> float:
         return self.runtime.now()
 
@@ -355,3 +359,17 @@ class SyncRuntime:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _SyncWebSocket:
+    """A `TestWebSocket` for synchronous code: its coroutine methods run on the SyncRuntime's loop."""
+
+    def __init__(self, socket: TestWebSocket, run: Any) -> None:
+        self._socket = socket
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._socket, name)
+        if asyncio.iscoroutinefunction(attr):
+            return lambda *a, **k: self._run(attr(*a, **k))
+        return attr

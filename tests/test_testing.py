@@ -210,3 +210,17 @@ def test_sync_runtime_drives_timers_and_closes_its_thread(tmp_path, write_worker
     finally:
         rt.close()
     assert "cfemu-sync-runtime" not in {t.name for t in threading.enumerate()} - before
+
+
+def test_sync_runtime_websocket_is_synchronous():
+    # Was: SyncRuntime.websocket() handed back the async TestWebSocket; its methods returned coroutines.
+    rt = SyncRuntime.from_config(DEV)
+    try:
+        ws = rt.websocket("/ws")
+        assert ws.receive() == "welcome"
+        ws.send("hi")
+        assert ws.receive() == "echo: hi"
+        ws.close(1000, "bye")
+        assert ws.closed
+    finally:
+        rt.close()
