@@ -274,8 +274,7 @@ class Default(WorkerEntrypoint):
 
     async def _me(self, request, claims, query):
         user = _rpc(await directory(self.env).getUser(claims["sub"]))
-        snap = py(await presence(self.env).snapshot())
-        entry = snap.get(claims["sub"], {"status": "offline", "message": ""})
+        entry = py(await presence(self.env).own(claims["sub"]))
         user.update({"status": entry["status"], "message": entry.get("message", ""), "sessionId": claims["sid"]})
         return user
 

@@ -182,6 +182,11 @@ class PresenceRoom(SocketHost):
                 out[uid] = await self._entry(uid, True, profile={})
         return json.dumps(out)
 
+    async def own(self, uid: str) -> str:
+        """RPC for `GET /api/me`: the user's presence as they see it (appear-offline shows as chosen)."""
+        await self._load_grace()
+        return json.dumps(await self._entry(uid, uid in self._online_users(), to_self=True))
+
     async def notify(self, uid: str, frame_json: str) -> str:
         """RPC: push a frame to every presence socket of `uid` (new offline DM, etc.)."""
         delivered = 0

@@ -120,14 +120,16 @@ async def test_appear_offline_user_coming_and_going_sends_others_nothing(rt):
     drain(pb)
     pa, mine = await presence_socket(rt, alice)
     assert mine["you"]["status"] == "appear-offline"
+    assert (await api(rt, "GET", "/api/me", alice["accessToken"]))["status"] == "appear-offline"  # her own view
+    assert (await api(rt, "GET", "/api/presence/ualice", bob["accessToken"]))["status"] == "offline"
+    users = await api(rt, "GET", "/api/users", bob["accessToken"])
+    assert [u["status"] for u in users["offline"] if u["id"] == "ualice"] == ["offline"]
     await rt.settle()
     assert _presence_of(drain(pb), "ualice") == []
     await pa.close()
     await rt.advance(10)
     await pb.send('{"type":"ping"}')
     assert _presence_of(drain(pb), "ualice") == []
-    # Alice sees her own chosen state in /api/me.
-    assert (await api(rt, "GET", "/api/me", alice["accessToken"]))["status"] in ("offline", "appear-offline")
 
 
 # -- hostile input ------------------------------------------------------------------------------------
