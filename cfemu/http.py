@@ -18,9 +18,15 @@ from multidict import CIMultiDict
 from .errors import JsRangeError, JsTypeError
 from .objects import JsObject
 
-__all__ = ["Headers", "Request", "Response", "fetch", "BODY_USED"]
+__all__ = ["Headers", "Request", "Response", "fetch", "BODY_USED", "BodyUsedError"]
 
 BODY_USED = "Body has already been used. It can only be used once. Use tee() first if you need to read it twice."
+
+
+class BodyUsedError(JsTypeError, OSError):
+    """A body read twice: workerd throws a TypeError; the SDK raises OSError (pyodide's BodyUsedError)."""
+
+
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE")
@@ -205,7 +211,7 @@ class _Body:
 
     async def bytes(self) -> bytes:
         if self._used:
-            raise JsTypeError(BODY_USED)
+            raise BodyUsedError(BODY_USED)
         self._used = True
         body = self._body
         if body is None:
@@ -272,7 +278,7 @@ class Request(_Body):
             headers = base.headers if headers is None else headers
             if body is None and base._body is not None:
                 if base._used:
-                    raise JsTypeError(BODY_USED)
+                    raise BodyUsedError(BODY_USED)
                 body, base._used = base._body, True
             cf = base.cf if cf is None else cf
         else:
@@ -309,7 +315,7 @@ class Request(_Body):
 
     def clone(self) -> Request:
         if self._used:
-            raise JsTypeError(BODY_USED)
+            raise BodyUsedError(BODY_USED)
         if self._body is not None and not isinstance(self._body, bytes):
             raise JsTypeError("Cannot clone a Request with a streamed body.")
         clone = Request(self.url, method=self.method, headers=self.headers, cf=dict(self.cf))
@@ -420,7 +426,7 @@ class Response(_Body):
 
     def clone(self) -> Response:
         if self._used:
-            raise JsTypeError(BODY_USED)
+            raise BodyUsedError(BODY_USED)
         if self._body is not None and not isinstance(self._body, bytes):
             raise JsTypeError("Cannot clone a Response with a streamed body.")
         clone = Response(None, status=200, headers=self.headers)

@@ -244,3 +244,16 @@ async def test_js_constructors_code_reaches_for(tmp_path, write_worker):
         resp = await rt.fetch("/p/q?k=v")
         assert resp.status == 202 and resp.headers["x-b"] == "2"
         assert await resp.text() == "/p/q|?k=v|v|http://localhost|1|123|abc|text/plain|POST"
+
+
+async def test_reading_a_body_twice_is_an_os_error_as_in_the_sdk_and_a_type_error_as_in_js():
+    from cfemu.http import BODY_USED
+
+    for message in (Request("http://x/", method="POST", body="a"), Response("a")):
+        await message.text()
+        for kind in (OSError, TypeError):
+            with pytest.raises(kind) as info:
+                await message.text()
+            assert str(info.value) == BODY_USED
+        with pytest.raises(OSError):
+            message.clone()
