@@ -198,3 +198,30 @@ async def test_the_same_cid_racing_in_on_two_sockets_is_stored_once_and_acked_on
     assert len(acks) == 2 and {a["seq"] for a in acks} == {1}
     page = await api(rt, "GET", "/api/rooms/general/history", alice["accessToken"])
     assert [m["cid"] for m in page["messages"]] == ["same-1"]
+
+
+# -- analytics privacy ----------------------------------------------------------------------------------
+
+async def test_no_analytics_column_of_any_event_carries_ids_names_sessions_or_text(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    await api(rt, "POST", "/api/auth/login", body={"username": "bob", "password": "wrong-password"}, expect=401)
+    a, _ = await room(rt, "dm_ualice__ubob", alice)
+    await say(a, "zanzibar quokka")
+    s, _ = await room(rt, "general", alice)
+    await say(s, "hey @sage tell me about quokkas")
+    for i in range(15):
+        await s.send(json.dumps({"type": "send", "cid": f"flood{i}", "kind": "text", "text": f"flood quokka {i}"}))
+    await rt.settle()
+    r = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": bob["refreshToken"]})
+    await api(rt, "POST", "/api/auth/logout", r["accessToken"], body={"everywhere": True})
+    await a.close()
+    await rt.settle()
+    rows = rt.analytics.query("SELECT * FROM messenger_events FORMAT JSON")
+    rows = rows["data"] if isinstance(rows, dict) else json.loads(rows)["data"]
+    seen = {r["blob1"] for r in rows}
+    assert {"login_failure", "login_success", "message_sent", "rate_limited", "ai_invocation", "token_refresh",
+            "session_revoked", "ws_connect", "ws_disconnect"} <= seen, seen
+    text = json.dumps(rows).lower()
+    for secret in ("ualice", "ubob", "alice", "bob", "zanzibar", "quokka", alice["sessionId"], bob["sessionId"],
+                   alice["refreshToken"][:20], "dm_"):
+        assert secret.lower() not in text, secret
