@@ -257,3 +257,52 @@ async def test_reading_a_body_twice_is_an_os_error_as_in_the_sdk_and_a_type_erro
             assert str(info.value) == BODY_USED
         with pytest.raises(OSError):
             message.clone()
+
+
+ASGI_WS_WORKER = '''
+from workers import WorkerEntrypoint
+
+closed = []
+
+async def app(scope, receive, send):
+    assert scope["type"] == "websocket" and scope["path"] == "/chat"
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            closed.append(message["code"])
+            return
+        if message.get("text") == "bye":
+            await send({"type": "websocket.close", "code": 4000, "reason": "done"})
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        import asgi
+        return await asgi.websocket(app, request)
+'''
+
+
+async def test_asgi_websocket(tmp_path, write_worker):
+    from cfemu.testing import WebSocketClosed
+
+    config = write_worker(tmp_path, ASGI_WS_WORKER)
+    async with Runtime.from_config(config) as rt:
+        ws = await rt.websocket("/chat")
+        await ws.send("hi")
+        assert await ws.receive() == "echo hi"
+        await ws.send(b"\x01\x02")
+        assert await ws.receive() == b"\x02\x01"
+        await ws.send("bye")
+        with pytest.raises(WebSocketClosed) as info:
+            await ws.receive()
+        assert (info.value.code, info.value.reason) == (4000, "done")
+        other = await rt.websocket("/chat")
+        await other.close(1001, "away")
+        await rt.advance(0)
+        assert rt.worker_module("worker").closed == [1001]

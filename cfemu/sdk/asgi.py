@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from ..http import Request, Response
 
 __cfemu__ = True
-__all__ = ["fetch", "request_to_scope", "ASGI"]
+__all__ = ["fetch", "websocket", "request_to_scope", "ASGI"]
 
 ASGI = {"spec_version": "2.0", "version": "3.0"}
 NO_RESPONSE = "The application did not generate a response"
@@ -175,3 +175,46 @@ async def _process(app: Any, req: Request, env: Any, ctx: Any) -> Response:
         task.cancel()
         raise RuntimeError(SSE_NEEDS_CTX)
     return response
+
+
+async def websocket(app: Any, req: Request) -> Response:
+    """The SDK's `asgi.websocket`: accept the upgrade and run the app's WebSocket conversation."""
+    from ..websocket import WebSocketPair
+
+    client, server = WebSocketPair.new().object_values()
+    server.accept()
+    inbox: asyncio.Queue = asyncio.Queue()
+    inbox.put_nowait({"type": "websocket.connect"})
+
+    def on_message(event: Any) -> None:
+        data = event.data
+        inbox.put_nowait({"type": "websocket.receive", **({"text": data} if isinstance(data, str) else {"bytes": data})})
+
+    server.addEventListener("message", on_message)
+    server.addEventListener("close", lambda event: inbox.put_nowait(
+        {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}))
+
+    async def receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "websocket.send":
+            if message.get("bytes") is not None:
+                server.send(bytes(message["bytes"]))
+            elif message.get("text") is not None:
+                server.send(message["text"])
+        elif kind == "websocket.close":
+            server.close(int(message.get("code", 1000)), message.get("reason") or "")
+
+    scope = request_to_scope(req, {}, ws=True)
+    scope["scheme"] = {"http": "ws", "https": "wss"}.get(scope["scheme"], scope["scheme"])
+    from .. import context
+
+    runtime = context.current_runtime()
+    run = app(scope, receive, send)
+    if runtime is not None:
+        runtime.spawn(run, name="asgi-websocket")
+    else:
+        asyncio.ensure_future(run)
+    return Response(None, status=101, web_socket=client)
