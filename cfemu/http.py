@@ -171,7 +171,7 @@ def _coerce_headers(headers: Any) -> Headers:
     return Headers(headers)
 
 
-def _encode_body(body: Any, headers: Headers | None = None) -> bytes | AsyncIterable[bytes] | None:
+def _encode_body(body: Any, headers: Headers | None = None, kind: str = "Response") -> bytes | AsyncIterable[bytes] | None:
     if body is None:
         return None
     if isinstance(body, str):
@@ -192,7 +192,7 @@ def _encode_body(body: Any, headers: Headers | None = None) -> bytes | AsyncIter
             headers._h["content-type"] = body.content_type
         return body._data
     # The SDK's own text for a body it cannot send.
-    raise JsTypeError(f"Unsupported type in Response: {type(body).__name__}")
+    raise JsTypeError(f"Unsupported type in {kind}: {type(body).__name__}")
 
 
 class _Body:
@@ -292,7 +292,7 @@ class Request(_Body):
         self.method = method
         self.headers = _coerce_headers(headers)
         self.headers.__class__ = _RequestHeaders
-        self._body = _encode_body(body, self.headers)
+        self._body = _encode_body(body, self.headers, "Request")
         if self._body is not None and method in ("GET", "HEAD"):
             raise JsTypeError("Request with a GET or HEAD method cannot have a body.")
         self._used = False

@@ -306,3 +306,9 @@ async def test_asgi_websocket(tmp_path, write_worker):
         await other.close(1001, "away")
         await rt.advance(0)
         assert rt.worker_module("worker").closed == [1001]
+
+
+def test_a_request_body_of_an_unsupported_type_names_the_request():
+    with pytest.raises(TypeError) as info:
+        Request("http://x/", method="POST", body={"a": 1})
+    assert str(info.value) == "Unsupported type in Request: dict"
