@@ -39,11 +39,13 @@ class _Consumed:
     """The in-memory index of one consumed queue."""
 
     config: QueueConsumerConfig
-    ready: deque[int] = field(default_factory=deque)  # seqs deliverable now, oldest first
+    # (seq, since) of messages deliverable now, oldest first; `since` (when each became
+    # deliverable) is what the batch timeout counts from.
+    ready: deque[tuple[int, float]] = field(default_factory=deque)
     delayed: list[tuple[float, int]] = field(default_factory=list)  # heap of (visible_at, seq)
     in_flight: set[int] = field(default_factory=set)
     running: int = 0  # batches being handled
-    deadline: float | None = None  # when the partial batch in `ready` must go
+    deadline: float | None = None  # when the partial batch in `ready` must go (timer armed)
     flush_timer: Timer | None = None
     wake_at: float | None = None
     wake_timer: Timer | None = None
@@ -147,7 +149,7 @@ class QueueBroker:
 
     def _index(self, state: _Consumed, seq: int, visible_at: float, now: float) -> None:
         if visible_at <= now:
-            state.ready.append(seq)
+            state.ready.append((seq, visible_at))
         else:
             heapq.heappush(state.delayed, (visible_at, seq))
 
@@ -161,25 +163,28 @@ class QueueBroker:
         config = state.config
         now = self.clock.now()
         while state.delayed and state.delayed[0][0] <= now:
-            state.ready.append(heapq.heappop(state.delayed)[1])
+            visible_at, seq = heapq.heappop(state.delayed)
+            state.ready.append((seq, visible_at))
         limit = config.max_concurrency or DEFAULT_MAX_CONCURRENCY
+        timeout = config.max_batch_timeout
         while state.ready and state.running < limit:
+            # A batch goes when full, or once its oldest message has waited max_batch_timeout
+            # (also when that happened while every consumer slot was busy).
             full = len(state.ready) >= config.max_batch_size
-            expired = state.deadline is not None and now >= state.deadline
-            if not (full or expired or config.max_batch_timeout <= 0):
+            expired = now >= state.ready[0][1] + timeout
+            if not (full or expired):
                 break
-            self._set_deadline(queue, state, None)
             count = min(len(state.ready), config.max_batch_size)
-            seqs = [state.ready.popleft() for _ in range(count)]
+            seqs = [state.ready.popleft()[0] for _ in range(count)]
             state.in_flight.update(seqs)
             state.running += 1
             task = self._spawn(self._deliver(queue, state, seqs))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if state.ready and state.deadline is None:
-            self._set_deadline(queue, state, now + config.max_batch_timeout)
-        elif not state.ready:
-            self._set_deadline(queue, state, None)
+        # With every slot busy no timer is needed: a finishing batch kicks the queue again.
+        due = state.ready[0][1] + timeout if state.ready and state.running < limit else None
+        if due != state.deadline:
+            self._set_deadline(queue, state, due)
         next_wake = state.delayed[0][0] if state.delayed else None
         if next_wake != state.wake_at:
             if state.wake_timer is not None:
@@ -233,8 +238,9 @@ class QueueBroker:
                     # The store failed mid-way (the error reaches the runtime's log): whatever is
                     # still stored is delivered again rather than forgotten until a restart.
                     now = self.clock.now()
+                    # They wait a batch timeout again (from now), so a failing disk is not hammered.
                     for seq, visible_at in self.store.visible_at(seqs):
-                        self._index(state, seq, visible_at, now)
+                        self._index(state, seq, max(visible_at, now), now)
                 self._kick(queue)
 
     async def _invoke(self, queue: str, batch: MessageBatch) -> bool:
@@ -324,7 +330,7 @@ class QueueBroker:
         keep = state.in_flight if state else set()
         gone = set(self.store.purge(queue, keep=keep))
         if state is not None:
-            state.ready = deque(s for s in state.ready if s not in gone)
+            state.ready = deque(item for item in state.ready if item[0] not in gone)
             state.delayed = [item for item in state.delayed if item[1] not in gone]
             heapq.heapify(state.delayed)
             self._kick(queue)

@@ -493,3 +493,30 @@ async def test_consumer_without_queue_handler_retries_then_drops(make_runtime, c
         assert "after 2 failed attempts" in caplog.text
     finally:
         h.worker.queue = original
+
+
+async def test_batch_timeout_counts_from_the_first_waiting_message_even_behind_busy_consumers(make_runtime):
+    """Messages held back by max_concurrency keep the time they started waiting."""
+    h = await make_runtime(consumer_toml(max_batch_size=10, max_batch_timeout=5, max_concurrency=1))
+    release = asyncio.Event()
+    times: list[tuple[float, int]] = []
+
+    async def behaviour(batch, env):
+        times.append((h.clock.now() - h.t0, len(batch.messages)))
+        if len(times) == 1:
+            await release.wait()
+
+    h.worker.behaviour = behaviour
+    await h.rt.env.Q.sendBatch([{"body": i} for i in range(25)])  # all waiting from t=0
+    await h.rt.advance(0)
+    assert times == [(0, 10)]
+    await h.rt.advance(1)
+    release.set()  # the slot frees at t=1: the next full batch goes at once
+    await h.rt.advance(0)
+    assert times == [(0, 10), (1, 10)]
+    await h.rt.advance(3.9)
+    assert len(times) == 2
+    await h.rt.advance(0.1)  # the last 5 have waited since t=0: they go at t=5, not t=6
+    assert times == [(0, 10), (1, 10), (5, 5)]
+    await h.rt.advance(1)
+    assert len(times) == 3 and h.service.pending("jobs") == 0
