@@ -44,6 +44,8 @@ def to_json_value(value: Any, kind: str) -> Any:
     """One value as ClickHouse's JSON formats write it (64-bit integers quoted, dates as text)."""
     if value is None:
         return None
+    if kind.startswith("Nullable("):
+        kind = kind[9:-1]
     if kind.startswith("Array(") and isinstance(value, (list, tuple)):
         inner = kind[6:-1]
         return [to_json_value(v, inner) for v in value]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from .sql import Typed, fail, is_int, is_number, string_literal
+from .sql import Typed, fail, is_int, is_number, nullable, string_literal
 
 if TYPE_CHECKING:
     from .sql import Scope, Translator
@@ -265,6 +265,8 @@ def _if(c: _Call) -> Typed:
     cond, yes, no = c.arg(0), c.arg(1), c.arg(2)
     kind = yes.type if yes.type == no.type else (
         "Float64" if is_number(yes.type) and is_number(no.type) else yes.type or no.type)
+    if kind and (yes.sql == "NULL" or no.sql == "NULL"):
+        kind = nullable(kind)  # if(c, x, NULL) is Nullable in ClickHouse
     return Typed(f"(CASE WHEN {cond.sql} THEN {yes.sql} ELSE {no.sql} END)", kind)
 
 

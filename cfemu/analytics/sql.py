@@ -103,6 +103,11 @@ DUCK_TYPES = {
 }
 
 
+def nullable(t: str) -> str:
+    """ClickHouse's Nullable(T) (kept as is when T already is, or cannot be, Nullable)."""
+    return t if t.startswith(("Nullable(", "Array(")) else f"Nullable({t})"
+
+
 def is_int(t: str | None) -> bool:
     return t in _INT_BITS
 
@@ -484,8 +489,13 @@ class Translator:
             value = self.expr(branch.args["true"], scope)
             kind = kind or value.type
             out.append(f"WHEN {self.expr(branch.this, scope).sql} THEN {value.sql}")
-        if node.args.get("default") is not None:
-            out.append(f"ELSE {self.expr(node.args['default'], scope).sql}")
+        default = node.args.get("default")
+        if default is not None:
+            otherwise = self.expr(default, scope)
+            kind = kind or otherwise.type
+            out.append(f"ELSE {otherwise.sql}")
+        if kind and (default is None or isinstance(default, exp.Null)):
+            kind = nullable(kind)  # no ELSE means ELSE NULL
         out.append("END")
         return Typed(" ".join(out), kind)
 

@@ -145,6 +145,18 @@ async def test_result_types_of_intervals_and_exact_quantiles(q):
                                  "qi": 3, "qt": "2026-01-15 10:06:40"}
 
 
+async def test_expressions_that_can_be_null_have_nullable_types(q):
+    result = q.rt.analytics.query(
+        "SELECT if(double1 > 30, blob1, NULL) AS a, CASE WHEN double1 > 30 THEN toUInt64(double1) END AS b, "
+        "CASE WHEN double1 > 30 THEN 'big' ELSE 'small' END AS c, NULL AS d FROM events ORDER BY double1 DESC LIMIT 2")
+    assert result["meta"] == [{"name": "a", "type": "Nullable(String)"}, {"name": "b", "type": "Nullable(UInt64)"},
+                              {"name": "c", "type": "String"}, {"name": "d", "type": "Nullable(Nothing)"}]
+    # a Nullable(UInt64) is still a 64-bit integer: quoted in JSON
+    assert result["data"] == [{"a": "paris", "b": "100", "c": "big", "d": None},
+                              {"a": "paris", "b": "40", "c": "big", "d": None}]
+    assert one(q, "SELECT if(double1 > 1000, blob1, NULL) AS a FROM events LIMIT 1") == {"a": None}
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
