@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,7 +53,11 @@ def _open(config_path: str, env: str | None, persist_to: str | None, binding: st
             bound = ", ".join(ns.binding for ns in config.kv_namespaces) or "none"
             raise click.ClickException(f"no KV namespace is bound as {binding!r} in {config.path} (bound: {bound})")
         namespace_id = match[0].id
-    return KVNamespace.open(namespace_path(state, namespace_id), clock=RealClock())
+    path = namespace_path(state, namespace_id)
+    try:
+        return KVNamespace.open(path, clock=RealClock())
+    except (sqlite3.Error, OSError) as e:
+        raise click.ClickException(f"cannot open the KV namespace file {path}: {e}") from None
 
 
 def _run(coro: Any) -> Any:
@@ -62,6 +67,9 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except JsException as e:
         raise click.ClickException(str(e)) from None
+    except sqlite3.Error as e:
+        # e.g. the file is locked by another writer for longer than the busy timeout
+        raise click.ClickException(f"the KV namespace file could not be used: {e}") from None
 
 
 @key.command("put", help="Write KEY. The value is VALUE, or the contents of --path.")
@@ -194,12 +202,15 @@ def namespace_list(config_path: str, env: str | None, persist_to: str | None, as
     for ns in config.kv_namespaces:
         path = namespace_path(state, ns.id)
         count = 0
-        if path.is_file():
-            store = KVStore(path)
+        if path.exists():
             try:
-                count = store.count()
-            finally:
-                store.close()
+                store = KVStore(path)
+                try:
+                    count = store.count()
+                finally:
+                    store.close()
+            except (sqlite3.Error, OSError) as e:
+                raise click.ClickException(f"cannot open the KV namespace file {path}: {e}") from None
         rows.append({"binding": ns.binding, "id": ns.id, "keys": count})
     if as_json:
         click.echo(json.dumps(rows))

@@ -91,3 +91,13 @@ def test_get_json_keeps_binary_values_intact(config, tmp_path):
     cli(config, "put", "text", "héllo", "--binding", "KV")
     got = json.loads(cli(config, "get", "text", "--binding", "KV", "--json").stdout)
     assert got["value"] == "héllo" and got["encoding"] == "utf-8"
+
+
+def test_an_unusable_state_file_is_a_clean_error(config):
+    # The namespace's file is a directory: SQLite cannot open it.
+    (config.parent / ".cfemu" / "state" / "kv" / "abc123.sqlite").mkdir(parents=True)
+    result = cli(config, "get", "k", "--binding", "KV", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot open the KV namespace file" in result.output and "abc123.sqlite" in result.output
+    listed = CliRunner().invoke(main, ["kv", "namespace", "list", "--config", str(config)])
+    assert listed.exit_code == 1 and "cannot open the KV namespace file" in listed.output
