@@ -113,3 +113,33 @@ async def test_abandoned_service_refuses_new_points(rt):
     await rt.crash()
     with pytest.raises(RuntimeError):
         service.append("events", "", [], [])
+
+
+async def test_queries_running_while_the_writer_thread_inserts_see_every_earlier_point(rt, monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(AnalyticsService, "FLUSH_POINTS", 50)  # keep the writer thread busy with many batches
+    written = 0
+
+    async def writer():
+        nonlocal written
+        for _ in range(40):
+            for _ in range(60):
+                rt.env.AE.writeDataPoint({"doubles": [1.0]})
+                written += 1
+            await asyncio.sleep(0)
+
+    async def reader():
+        seen = []
+        for _ in range(30):
+            before = written
+            n = int((await rt.analytics.aquery("SELECT count() AS n FROM events"))["data"][0]["n"])
+            assert n >= before  # a query flushes and waits for every point written before it started
+            seen.append(n)
+            await asyncio.sleep(0)
+        return seen
+
+    _, seen, seen2 = await asyncio.gather(writer(), reader(), reader())
+    assert seen == sorted(seen) and seen2 == sorted(seen2)
+    assert rt.analytics.query("SELECT count() AS n, sum(double1) AS s FROM events")["data"] == [
+        {"n": "2400", "s": 2400}]
