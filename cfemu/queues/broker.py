@@ -90,13 +90,18 @@ class QueueBroker:
         for name in self._consumed:
             self._kick(name)
 
-    async def close(self) -> None:
-        """Stop timers, let batches in flight finish (their outcome is stored), close the file."""
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop timers, give batches in flight `grace` seconds to finish (their outcome is stored),
+        cancel the rest (their messages stay stored and are delivered again), close the file."""
         self._accepting = False
         self._cancel_timers()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
-            await asyncio.wait(pending, timeout=10)
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1)
         self._dead = True
         self.store.close()
 

@@ -77,3 +77,30 @@ async def test_store_counts_offline(tmp_path):
     assert (counts.queue, counts.depth, counts.delayed, counts.acked) == ("a", 2, 1, 0)
     assert len(store.purge("a")) == 2 and store.depth("a") == 0
     store.close()
+
+
+async def test_close_cancels_a_consumer_that_outlives_the_grace_and_keeps_its_messages(tmp_path):
+    clock = VirtualClock(0)
+    hung = asyncio.Event()
+    got = []
+
+    async def consume(batch):
+        got.extend((m.body, m.attempts) for m in batch.messages)
+        if batch.messages[0].attempts == 1:
+            hung.set()
+            await asyncio.Event().wait()
+
+    config = QueueConsumerConfig(queue="q", max_batch_timeout=0)
+    broker = QueueBroker(tmp_path / "q.sqlite3", clock=clock, dispatch=consume, consumers=[config])
+    await broker.start()
+    await broker.producer("q").send("m")
+    await asyncio.wait_for(hung.wait(), 5)
+    await asyncio.wait_for(broker.close(grace=0.01), 1)
+    assert all(t.done() for t in broker._tasks)
+    # Not acked: the next broker on the file delivers it again (the cut-short attempt counted).
+    again = QueueBroker(tmp_path / "q.sqlite3", clock=clock, dispatch=consume, consumers=[config])
+    await again.start()
+    await run_due(clock, 0)
+    await again.idle()
+    assert got == [("m", 1), ("m", 2)] and again.pending("q") == 0
+    await again.close()
