@@ -20,6 +20,7 @@ __all__ = ["check", "clone", "serialize", "deserialize", "DataCloneError"]
 _EXT_DATETIME = 1
 _EXT_BIGINT = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NESTED_TOO_DEEP = "value: nested too deeply to be cloned."
 
 
 class DataCloneError(JsTypeError):
@@ -30,7 +31,10 @@ class DataCloneError(JsTypeError):
 
 def check(value: Any) -> None:
     """Raise `DataCloneError` unless `value` can be structured-cloned."""
-    _walk(value, set(), "value")
+    try:
+        _walk(value, set(), "value")
+    except RecursionError:
+        raise DataCloneError(NESTED_TOO_DEEP) from None
 
 
 def _walk(value: Any, path: set[int], where: str) -> None:
@@ -86,7 +90,12 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def serialize(value: Any) -> bytes:
     """Check and encode a value (msgpack with extension types)."""
     check(value)
-    return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False, strict_types=False)
+    try:
+        return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False, strict_types=False)
+    except (RecursionError, ValueError) as e:  # msgpack's own nesting limit
+        if isinstance(e, ValueError) and "recursion" not in str(e).lower() and "nest" not in str(e).lower():
+            raise
+        raise DataCloneError(NESTED_TOO_DEEP) from None
 
 
 def deserialize(data: bytes) -> Any:
