@@ -418,6 +418,25 @@ class Response(_Body):
             raise JsRangeError(f"Invalid status code {status}: redirect status must be one of 301, 302, 303, 307, 308.")
         return cls(None, status=status, headers={"location": str(url)})
 
+    def raise_for_status(self) -> None:
+        """pyodide's `FetchResponse.raise_for_status`: OSError for a 4xx or 5xx status."""
+        kind = "Client" if 400 <= self.status < 500 else "Server" if 500 <= self.status < 600 else None
+        if kind is not None:
+            raise OSError(f"{self.status} {kind} Error: {self.statusText or _reason_phrase(self.status)} "
+                          f"for url: {self.url}")
+
+    async def string(self) -> str:
+        """pyodide's name for `text()`."""
+        return await self.text()
+
+    async def buffer(self) -> bytes:
+        """pyodide's `buffer()` (an ArrayBuffer there; the bytes here)."""
+        return await self.bytes()
+
+    @property
+    def js_response(self) -> Response:
+        return self
+
     @classmethod
     def error(cls) -> Response:
         resp = cls(None, status=200)
@@ -487,3 +506,12 @@ async def fetch(input: str | Request, **init: Any) -> Response:
             return response
     except aiohttp.ClientError as e:
         raise JsTypeError(f"Network connection lost. ({e})") from None
+
+
+def _reason_phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -212,6 +212,7 @@ _SDK_NAMES = {
     "js": "cfemu.sdk.js",
     "pyodide": "cfemu.sdk.pyodide",
     "pyodide.ffi": "cfemu.sdk.pyodide_ffi",
+    "pyodide.http": "cfemu.sdk.pyodide_http",
     "asgi": "cfemu.sdk.asgi",
 }
 

@@ -312,3 +312,39 @@ def test_a_request_body_of_an_unsupported_type_names_the_request():
     with pytest.raises(TypeError) as info:
         Request("http://x/", method="POST", body={"a": 1})
     assert str(info.value) == "Unsupported type in Request: dict"
+
+
+PYFETCH_WORKER = '''
+from pyodide.http import pyfetch
+from workers import Response, WorkerEntrypoint
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/inner"):
+            return Response("nope", status=404)
+        resp = await pyfetch("http://localhost/inner", method="GET")
+        try:
+            resp.raise_for_status()
+        except OSError as e:
+            return Response(f"{resp.status} {resp.ok} {await resp.string()} | {e}")
+        return Response("no error")
+'''
+
+
+async def test_pyodide_http_pyfetch_and_raise_for_status(tmp_path, write_worker, monkeypatch):
+    import cfemu.http
+
+    config = write_worker(tmp_path, PYFETCH_WORKER)
+    async with Runtime.from_config(config) as rt:
+        async def to_self(request, **_):  # route the outbound request back into this worker
+            resp = await rt.core.fetch(request)
+            resp.url = request.url
+            return resp
+
+        async def fake_fetch(url, **init):
+            return await to_self(Request(url, **init))
+
+        monkeypatch.setattr(cfemu.http, "fetch", fake_fetch)
+        monkeypatch.setattr("cfemu.sdk.pyodide_http.fetch", fake_fetch)
+        text = await (await rt.fetch("/")).text()
+        assert text == "404 False nope | 404 Client Error: Not Found for url: http://localhost/inner"
