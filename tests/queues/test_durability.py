@@ -228,3 +228,21 @@ async def test_a_failing_store_write_redelivers_instead_of_forgetting(make_runti
     await h.rt.advance(1)
     assert _bodies(h) == [("m", 1), ("m", 2)]
     assert h.service.pending("jobs") == 0
+
+
+async def test_close_leaves_no_queue_timer_behind(make_runtime):
+    """Batch timeouts, delays, retries and wall-time limits are all cancelled by a clean close."""
+    h = await make_runtime(TOML)
+
+    async def behaviour(batch, env):
+        batch.retryAll(delaySeconds=30)
+
+    h.worker.behaviour = behaviour
+    await h.rt.env.Q.send("delayed", delaySeconds=100)
+    await h.rt.env.Q.send("retried")
+    await h.rt.advance(1)  # delivered and retried: a retry timer is pending
+    await h.rt.env.Q.send("waiting")  # a batch-timeout timer is pending
+    await h.rt.close()
+    assert h.clock.pop_due(h.clock.now() + 10_000) is None
+    await h.start(reset=False)
+    assert h.service.pending("jobs") == 3  # all still stored for the next run
