@@ -40,6 +40,12 @@ class _Call:
             self.name = "if"
             self.args = [node.this, node.args.get("true"), node.args.get("false")]
             self.args = [a if a is not None else exp.Null() for a in self.args]
+        elif isinstance(node, exp.StrPosition):  # position(needle IN haystack) / position(haystack, needle)
+            self.name = "position"
+            self.args = [node.this, node.args["substr"]]
+        elif isinstance(node, exp.Extract):  # extract(UNIT FROM t)
+            self.name = "extract"
+            self.args = [node.this, node.expression]
         elif isinstance(node, exp.ParameterizedAgg):
             self.name = node.name
             self.params = list(node.expressions)
@@ -424,22 +430,7 @@ def _to_string(c: _Call) -> Typed:
 # -- strings ----------------------------------------------------------------------------------------
 
 
-@_fn("lower", "upper", "length")
-def _string1(c: _Call) -> Typed:
-    c.no_params()
-    c.arity(1)
-    value = c.arg(0)
-    if c.name.lower() == "length":
-        return Typed(f"CAST(strlen({value.sql}) AS UBIGINT)", "UInt64")
-    return Typed(f"{c.name.lower()}({value.sql})", "String")
-
-
-@_fn("concat")
-def _concat(c: _Call) -> Typed:
-    c.no_params()
-    if len(c.args) < 2:
-        raise fail("concat() takes at least 2 arguments")
-    return Typed("concat(" + ", ".join(c.arg(i).sql for i in range(len(c.args))) + ")", "String")
+# in strings.py (registered at the bottom of this module)
 
 
 # -- date and time ----------------------------------------------------------------------------------
@@ -611,5 +602,7 @@ def _format_datetime(c: _Call) -> Typed:
         return Typed("''", "String")
     return Typed(pieces[0] if len(pieces) == 1 else "concat(" + ", ".join(pieces) + ")", "String")
 
+
+from . import strings  # noqa: E402,F401  (registers the string functions)
 
 SUPPORTED = sorted(_TABLE)

@@ -147,6 +147,11 @@ def column_name(node: exp.Expression) -> str:
         if node.this is not None:
             return f"caseWithExpression({_args([node.this, *parts])})"
         return f"multiIf({_args(parts)})"
+    if isinstance(node, exp.StrPosition):  # position(needle IN haystack) is parsed as position(haystack, needle)
+        return f"position({_args([node.this, node.args['substr']])})"
+    if isinstance(node, exp.Extract):  # extract(SECOND FROM t) is parsed as toSecond(t)
+        unit = node.this.name.capitalize() if isinstance(node.this, (exp.Var, exp.Column)) else "Second"
+        return f"to{unit}({column_name(node.expression)})"
     if isinstance(node, exp.ParameterizedAgg):
         return f"{node.name}({_args(list(node.expressions))})({_args(list(node.args.get('params') or []))})"
     if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):

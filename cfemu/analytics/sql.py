@@ -38,7 +38,8 @@ class _Parser(ClickHouseParser):
     # Leave every function call as written (name and case kept) so that this module decides what
     # each one means; keep only the parsers for syntax that is not a plain call.
     FUNCTIONS: dict = {}
-    FUNCTION_PARSERS = {k: v for k, v in ClickHouseParser.FUNCTION_PARSERS.items() if k in ("CAST", "TRY_CAST")}
+    FUNCTION_PARSERS = {k: v for k, v in ClickHouseParser.FUNCTION_PARSERS.items()
+                        if k in ("CAST", "TRY_CAST", "POSITION", "EXTRACT")}  # (a IN b), (UNIT FROM t)
 
     @classmethod
     def _resolve_clickhouse_agg(cls, name: str) -> Any:
@@ -449,7 +450,8 @@ class Translator:
             items = [self.expr(e, scope) for e in node.expressions]
             inner = items[0].type if items else None
             return Typed("[" + ", ".join(i.sql for i in items) + "]", f"Array({inner})" if inner else None)
-        if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc, exp.ParameterizedAgg, exp.If)):
+        if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc, exp.ParameterizedAgg, exp.If, exp.StrPosition,
+                             exp.Extract)):
             return call(self, node, scope)
         if isinstance(node, exp.Window):
             raise fail("Window functions (OVER ...) are not supported")
