@@ -494,7 +494,12 @@ async def fetch(input: str | Request, **init: Any) -> Response:
     body = await request.bytes() if request.body is not None else None
     session = await context.client_session()
     try:
-        async with session.request(request.method, request.url, headers=request.headers.raw_items(), data=body,
+        # As in production (and Miniflare): the client's CF-Connecting-IP never leaves with a
+        # subrequest, and the subrequest says which worker sent it.
+        out = [(k, v) for k, v in request.headers.raw_items() if k.lower() not in ("cf-connecting-ip", "cf-worker")]
+        if runtime is not None:
+            out.append(("CF-Worker", runtime.config.name))
+        async with session.request(request.method, request.url, headers=out, data=body,
                                    allow_redirects=request.redirect != "manual") as resp:
             content = await resp.read()
             response = Response(content or None if resp.status not in (204, 205, 304) else None,

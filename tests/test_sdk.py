@@ -348,3 +348,41 @@ async def test_pyodide_http_pyfetch_and_raise_for_status(tmp_path, write_worker,
         monkeypatch.setattr("cfemu.sdk.pyodide_http.fetch", fake_fetch)
         text = await (await rt.fetch("/")).text()
         assert text == "404 False nope | 404 Client Error: Not Found for url: http://localhost/inner"
+
+
+PROXY_WORKER = '''
+from workers import Response, WorkerEntrypoint, fetch
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        upstream = self.env.UPSTREAM + "/echo"
+        return await fetch(upstream, headers=request.headers, method="POST", body="x")
+'''
+
+
+async def test_subrequests_drop_cf_connecting_ip_and_carry_cf_worker(tmp_path, write_worker):
+    from aiohttp import web
+
+    async def echo(request):
+        return web.json_response({k.lower(): v for k, v in request.headers.items()})
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        config = write_worker(tmp_path, PROXY_WORKER, f'[vars]\nUPSTREAM = "http://127.0.0.1:{port}"\n',
+                              name="proxy")
+        async with Runtime.from_config(config) as rt:
+            resp = await rt.fetch("/", headers={"cf-connecting-ip": "203.0.113.9", "x-keep": "1"})
+            seen = await resp.json()
+        assert "cf-connecting-ip" not in seen
+        assert seen["x-keep"] == "1" and seen["cf-worker"] == "proxy"
+    finally:
+        from cfemu.context import close_client_session
+
+        await close_client_session()
+        await runner.cleanup()
