@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import logging
 import secrets
 from collections import deque
@@ -250,7 +251,12 @@ class QueueBroker:
 
     async def _invoke(self, queue: str, batch: MessageBatch) -> bool:
         """Run the consumer on `batch` within the wall-time limit; True if the invocation failed."""
-        invocation = asyncio.ensure_future(self._dispatch(batch))
+        async def run() -> None:
+            result = self._dispatch(batch)
+            if inspect.isawaitable(result):  # a standalone consumer callback may be a plain function
+                await result
+
+        invocation = asyncio.ensure_future(run())
         expired: list[bool] = []
 
         def expire() -> None:

@@ -104,3 +104,16 @@ async def test_close_cancels_a_consumer_that_outlives_the_grace_and_keeps_its_me
     await again.idle()
     assert got == [("m", 1), ("m", 2)] and again.pending("q") == 0
     await again.close()
+
+
+async def test_a_plain_function_works_as_consumer_callback(tmp_path):
+    clock = VirtualClock(0)
+    got = []
+    broker = QueueBroker(tmp_path / "q.sqlite3", clock=clock, dispatch=lambda batch: got.extend(m.body for m in batch.messages),
+                         consumers=[QueueConsumerConfig(queue="q", max_batch_timeout=0)])
+    await broker.start()
+    await broker.producer("q").sendBatch([{"body": 1}, {"body": 2}])
+    await run_due(clock, 0)
+    await broker.idle()
+    assert got == [1, 2] and broker.pending("q") == 0
+    await broker.close()
