@@ -75,3 +75,11 @@ def test_retry_delay_precedence_message_then_retry_all_then_consumer():
     b = make(2)
     b.messages[0].retry()
     assert decide(b, failed=True) == [Decision(True, None), Decision(True, None)]
+
+
+def test_a_later_retry_without_options_clears_an_earlier_delay():
+    """workerd upserts the retry entry with the new options (kj HashMap::upsert replaces the value)."""
+    b = make(1)
+    b.messages[0].retry(delaySeconds=5)
+    b.messages[0].retry()
+    assert decide(b) == [Decision(True, None)]
