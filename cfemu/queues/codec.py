@@ -6,6 +6,7 @@ and decoded afresh for every delivery (so a handler mutating `m.body` does not c
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from datetime import datetime, timezone
@@ -27,6 +28,16 @@ from .errors import (
 __all__ = ["content_type", "encode", "decode", "js_typeof", "check_delay"]
 
 _MAX_SAFE_INTEGER = 2**53 - 1
+_ESCAPE_SURROGATES = "cfemu-json-escape-surrogates"
+
+
+def _escape_surrogates(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "".join(f"\\u{ord(c):04x}" for c in error.object[error.start:error.end]), error.end
+
+
+codecs.register_error(_ESCAPE_SURROGATES, _escape_surrogates)
 
 
 def content_type(value: Any) -> str:
@@ -64,7 +75,9 @@ def encode(body: Any, ctype: str) -> bytes:
         return bytes(body)
     if ctype == "json":
         plain = _jsonable(body, set())
-        return json.dumps(plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8", "surrogatepass")
+        text = json.dumps(plain, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        # Lone surrogates can only sit inside JSON strings; well-formed JSON.stringify escapes them.
+        return text.encode("utf-8", _ESCAPE_SURROGATES)
     if ctype == "v8":
         return values.serialize(body)
     raise JsTypeError(UNSUPPORTED_CONTENT_TYPE.format(content_type=ctype))

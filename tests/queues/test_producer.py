@@ -310,3 +310,13 @@ async def test_json_rejects_integers_beyond_2_pow_53_as_json_stringify_rejects_b
     await h.rt.env.Q.send(2**53 - 1)
     await h.rt.env.Q.send({"n": 2**60}, contentType="v8")
     assert await _bodies(h) == [2**53 - 1, {"n": 2**60}]
+
+
+async def test_json_escapes_lone_surrogates_as_well_formed_json_stringify_does(h):
+    """A lone surrogate is written as \\udXXX (6 bytes, valid UTF-8), and read back unchanged."""
+    from cfemu.queues.codec import encode
+
+    assert encode("a\ud800", "json") == b'"a\\ud800"'
+    assert encode({"k\udfff": "é"}, "json") == '{"k\\udfff":"é"}'.encode()
+    await h.rt.env.Q.send({"s": "x\ud800y"})
+    assert await _bodies(h) == [{"s": "x\ud800y"}]
