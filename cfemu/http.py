@@ -228,10 +228,11 @@ class _Body:
     async def text(self) -> str:
         return (await self.bytes()).decode("utf-8", errors="replace")
 
-    async def json(self) -> Any:
+    async def json(self, **kwargs: Any) -> Any:
+        """The body as JSON; keyword arguments go to `json.loads`, as in the SDK."""
         text = await self.text()
         try:
-            return _json.loads(text)
+            return _json.loads(text, **kwargs)
         except ValueError as e:
             raise _syntax_error(f"Unexpected token in JSON: {e}") from None
 

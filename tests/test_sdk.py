@@ -386,3 +386,11 @@ async def test_subrequests_drop_cf_connecting_ip_and_carry_cf_worker(tmp_path, w
 
         await close_client_session()
         await runner.cleanup()
+
+
+async def test_json_passes_keyword_arguments_to_json_loads():
+    from decimal import Decimal
+
+    req = Request("http://x/", method="POST", body='{"p": 1.10}')
+    assert await req.json(parse_float=Decimal) == {"p": Decimal("1.10")}
+    assert await Response('{"p": 2.5}').json(parse_float=Decimal) == {"p": Decimal("2.5")}
