@@ -238,9 +238,15 @@ def _top_n(c: _Call) -> int:
     return int(n)
 
 
-def _top_k_sql(value: Typed, n: int) -> Typed:
-    # Most frequent first; ties by value so that the answer is deterministic.
-    entries = f"list_transform(map_entries(histogram({value.sql})), lambda e: struct_pack(c := -CAST(e.value AS BIGINT), k := e.key))"
+def _top_k_sql(value: Typed, n: int, weight: Typed | None = None) -> Typed:
+    # Most frequent first; ties by value so that the answer is deterministic.  A weight counts a value
+    # that many times (each value repeated `weight` times, then counted, as for the exact quantile).
+    if weight is None:
+        counts = f"histogram({value.sql})"
+    else:
+        w = f"CAST(greatest({weight.sql}, 0) AS UBIGINT)"
+        counts = f"list_aggregate(flatten(list(list_resize([{value.sql}], {w}, {value.sql}))), 'histogram')"
+    entries = f"list_transform(map_entries({counts}), lambda e: struct_pack(c := -CAST(e.value AS BIGINT), k := e.key))"
     return Typed(f"list_transform(list_slice(list_sort({entries}), 1, {n}), lambda e: e.k)",
                  f"Array({value.type})" if value.type else None)
 
@@ -256,9 +262,9 @@ def _top_k(c: _Call) -> Typed:
 def _top_k_weighted(c: _Call) -> Typed:
     n = _top_n(c)
     c.arity(2)
-    if not _weight_is_sample_interval(c, c.args[1]):
-        raise fail("topKWeighted: only _sample_interval is supported as the weight locally")
-    return _top_k_sql(c.arg(0), n)
+    if _weight_is_sample_interval(c, c.args[1]):
+        return _top_k_sql(c.arg(0), n)  # every stored weight is 1: a plain count, computed natively
+    return _top_k_sql(c.arg(0), n, c.arg(1))
 
 
 # -- conditionals and numbers -----------------------------------------------------------------------

@@ -178,6 +178,12 @@ async def test_string_functions_of_cloudflares_reference(q):
     assert str(info.value) == "extract() takes YEAR, MONTH, DAY, HOUR, MINUTE or SECOND, not WEEK"
 
 
+async def test_top_k_weighted_by_any_column(q):
+    # blob2 weighted by double2: a = 1+3+4+8 = 16, c = 5+7 = 12, b = 2+6 = 8
+    assert one(q, "SELECT topKWeighted(2)(blob2, double2) AS t, topKWeighted(blob1, toUInt32(double2)) AS all_ "
+                  "FROM events") == {"t": ["a", "c"], "all_": ["paris", "berlin", "london"]}
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
