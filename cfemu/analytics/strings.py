@@ -26,13 +26,21 @@ def _empty(c: _Call) -> Typed:
     return Typed(f"CAST(({c.arg(0).sql} {op} '') AS UTINYINT)", "UInt8")
 
 
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 @_fn("lower", "lowerUTF8", "toLower", "upper", "upperUTF8", "toUpper")
 def _case(c: _Call) -> Typed:
-    # DuckDB changes the case of every letter; ClickHouse's lower/upper (without UTF8) only ASCII ones
     c.no_params()
     c.arity(1)
-    fn = "lower" if "lower" in c.name.lower() else "upper"
-    return Typed(f"{fn}({c.arg(0).sql})", "String")
+    value = c.arg(0).sql
+    name = c.name.lower()
+    to_lower = "lower" in name
+    if name in ("lower", "upper"):
+        # Cloudflare's lower/upper change ASCII letters only (the UTF8 forms change every letter)
+        a, b = (_UPPER, _UPPER.lower()) if to_lower else (_UPPER.lower(), _UPPER)
+        return Typed(f"translate({value}, '{a}', '{b}')", "String")
+    return Typed(f"{'lower' if to_lower else 'upper'}({value})", "String")
 
 
 @_fn("startsWith", "endsWith")

@@ -160,13 +160,13 @@ async def test_expressions_that_can_be_null_have_nullable_types(q):
 async def test_string_functions_of_cloudflares_reference(q):
     q.rt.env.AE.writeDataPoint({"blobs": ["héllo: wörld", ""], "doubles": [2.5]})
     row = one(q, "SELECT length(blob1) AS len, empty(blob2) AS e, notEmpty(blob1) AS ne, upperUTF8(blob1) AS up, "
-                 "lowerUTF8('ÉA') AS low, startsWith(blob1, 'hé') AS sw, endsWith(blob1, 'x') AS ew, "
+                 "lowerUTF8('ÉA') AS low, lower('ÉA') AS low_ascii, upper('éa') AS up_ascii, toUpper('éa') AS up_utf8, startsWith(blob1, 'hé') AS sw, endsWith(blob1, 'x') AS ew, "
                  "position(':' IN blob1) AS p, position(blob1, 'zz') AS p0, substring(blob1, 8) AS tail, "
                  "substring(blob1, 1, position(':' IN blob1) - 1) AS head, format('{} = {}', blob1, double1) AS f, "
                  "format('{1}/{0}', 'a', 'b') AS f2, extract(SECOND FROM timestamp) AS sec, "
                  "extract(YEAR FROM toDateTime('2022-06-06 11:30:15')) AS y FROM events WHERE double1 = 2.5")
     # length counts characters (Cloudflare's length is ClickHouse's lengthUTF8), substring code points
-    assert row == {"len": "12", "e": 1, "ne": 1, "up": "HÉLLO: WÖRLD", "low": "éa", "sw": 1, "ew": 0, "p": "6",
+    assert row == {"len": "12", "e": 1, "ne": 1, "up": "HÉLLO: WÖRLD", "low": "éa", "low_ascii": "Éa", "up_ascii": "éA", "up_utf8": "ÉA", "sw": 1, "ew": 0, "p": "6",
                    "p0": "0", "tail": "wörld", "head": "héllo", "f": "héllo: wörld = 2.5", "f2": "b/a",
                    "sec": 0, "y": 2022}
     result = q.rt.analytics.query("SELECT position(':' IN blob1), extract(HOUR FROM timestamp), length(blob1) "
