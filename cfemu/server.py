@@ -12,6 +12,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -404,9 +405,16 @@ def run_dev(*, config_path: str, env: str | None, persist_to: str | None, port: 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second Ctrl-C: stop waiting for background work, as wrangler does
+                print("cfemu: exiting without waiting for background work", file=sys.stderr, flush=True)
+                os._exit(130)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
             except (NotImplementedError, RuntimeError):
                 pass
         await server.serve(host, port, stop=stop)

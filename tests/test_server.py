@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -284,3 +285,23 @@ async def test_too_large_upload_is_413_in_the_request_log(server):
         except aiohttp.ClientError:
             pass  # the server may close before the client has sent everything
     server.wait_for(LOG_LINE.format(method="POST", path="/size", status=413), start=mark)
+
+
+def test_a_second_ctrl_c_exits_at_once(tmp_path, dev_server, write_worker):
+    # Was: shutdown waits up to 5 s for background work; a second Ctrl-C did nothing (wrangler exits).
+    config = write_worker(tmp_path / "w", """
+        import asyncio
+        from workers import Response, WorkerEntrypoint
+        class Default(WorkerEntrypoint):
+            async def fetch(self, request):
+                self.ctx.waitUntil(asyncio.sleep(3600))
+                return Response("busy")
+    """)
+    proc = dev_server(config)
+    assert _get(proc.url + "/") == (200, "busy")
+    proc.proc.send_signal(signal.SIGINT)
+    proc.wait_for("Shutting down")
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.proc.wait(10) == 130
+    assert time.monotonic() - started < 2.0
