@@ -317,7 +317,24 @@ def _round(c: _Call) -> Typed:
     if digits and fn != "round":
         scale = 10 ** int(c.literal_number(c.args[1], "the precision"))
         return Typed(f"({fn}({value.sql} * {scale}) / {scale})", value.type)
+    if fn == "round" and not is_int(value.type):
+        # ClickHouse rounds a float halfway case to the even neighbour (round(2.5) = 2, round(5.5) = 6)
+        return Typed(f"round_even({value.sql}, {digits[2:] or 0})", value.type)
     return Typed(f"{fn}({value.sql}{digits})", value.type)
+
+
+@_fn("log", "ln")
+def _log(c: _Call) -> Typed:
+    c.no_params()
+    c.arity(1)
+    return Typed(f"ln(CAST({c.arg(0).sql} AS DOUBLE))", "Float64")
+
+
+@_fn("pow", "power")
+def _pow(c: _Call) -> Typed:
+    c.no_params()
+    c.arity(2)
+    return Typed(f"pow(CAST({c.arg(0).sql} AS DOUBLE), CAST({c.arg(1).sql} AS DOUBLE))", "Float64")
 
 
 # -- type conversion --------------------------------------------------------------------------------

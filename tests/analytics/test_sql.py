@@ -184,6 +184,13 @@ async def test_top_k_weighted_by_any_column(q):
                   "FROM events") == {"t": ["a", "c"], "all_": ["paris", "berlin", "london"]}
 
 
+async def test_math_functions_of_cloudflares_reference(q):
+    row = one(q, "SELECT round(2.5) AS r1, round(5.5) AS r2, round(3.14, 1) AS r3, round(-2.5) AS r4, "
+                 "floor(3.14, 1) AS f, ceil(3.14, 1) AS c, pow(2, 10) AS p, log(1) AS l0, ln(exp_base) AS l1 "
+                 "FROM (SELECT 2.718281828459045 AS exp_base)")
+    assert row == {"r1": 2, "r2": 6, "r3": 3.1, "r4": -2, "f": 3.1, "c": 3.2, "p": 1024, "l0": 0, "l1": 1}
+
+
 async def test_count_variants(q):
     assert one(q, "SELECT count() AS a, count(*) AS b, COUNT(blob1) AS c, count(DISTINCT blob1) AS d, "
                   "count(DISTINCT blob2) AS e FROM events") == {"a": "8", "b": "8", "c": "8", "d": "3", "e": "3"}
