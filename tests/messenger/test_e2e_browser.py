@@ -111,3 +111,50 @@ async def test_the_client_refreshes_its_token_before_expiry_and_reauthenticates_
         assert refreshed, "no refresh request"
         assert sum('"type":"auth"' in f for f in frames) >= auths_before + 2  # presence + room re-authenticated
         await browser.close()
+
+
+async def test_hostile_text_names_and_personal_messages_render_as_text(tmp_path, dev_server):
+    """Message text, display names and personal messages never become markup in the web client."""
+    import json as _json
+    import urllib.request
+
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    evil = '<img src=x onerror="window.__xss=1">'
+
+    def call(method, path, body=None, token=None):
+        req = urllib.request.Request(server.url + path, method=method, data=_json.dumps(body).encode() if body else None,
+                                     headers={"content-type": "application/json",
+                                              **({"authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req) as resp:
+            return _json.loads(resp.read())["data"]
+
+    mallory = call("POST", "/api/auth/register", {"username": "mallory", "password": "mallory-pass",
+                                                  "displayName": evil[:40]})
+    call("PUT", "/api/me/status", {"message": evil + " (H)", "name": "<b>bold</b><script>window.__xss=2</script>"[:40]},
+         mallory["accessToken"])
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await (await browser.new_context()).new_page()
+        await page.goto(server.url)
+        await page.fill("input[name=username]", "mallory")
+        await page.fill("input[name=password]", "mallory-pass")
+        await page.click("#signin-submit")
+        await page.wait_for_selector(".group .buddy")
+        win = await _open(page, "General", "general")
+        await win.locator("textarea").fill(evil + " <script>window.__xss=3</script> :)")
+        await win.locator("textarea").press("Enter")
+        await win.locator(".msg.mine:not(.pending)").wait_for()
+        alice = await _sign_in(browser, server.url, "alice")
+        a_general = await _open(alice, "General", "general")
+        await a_general.locator(".msg:has-text('onerror')").wait_for()
+        await alice.wait_for_selector(".buddy:has-text('<b>bold</b>')")
+        for p in (page, alice):
+            assert await p.evaluate("() => window.__xss") is None
+            assert await p.locator("img[src='x']").count() == 0
+            assert await p.locator("b:has-text('bold')").count() == 0
+            assert await p.locator("#app script").count() == 0
+        assert "<script>window.__xss=3</script>" in await a_general.locator(".msg:has-text('onerror')").inner_text()
+        assert alice.errors == []
+        await browser.close()
