@@ -83,10 +83,6 @@ class ChatRoom(SocketHost):
             self._close(ws, att, "forbidden")
             return
         self._admit(ws, att, claims)
-        try:
-            await directory(self.env).noteRoom(claims["sid"], self.room)
-        except Exception as error:
-            print(f"chat: noteRoom failed: {error}")
         marks = await self._all_marks()
         send(ws, {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
                   "lastSeq": self.seq, "receipts": marks, "members": self._members(),
@@ -94,6 +90,12 @@ class ChatRoom(SocketHost):
         self._broadcast({"type": "join", "user": {"id": claims["sub"], "name": att["name"]}}, skip=ws)
         if "since" in frame:
             await self._replay(ws, frame["since"])
+        # Only after welcome and sync: an RPC lets other events in, and a message sent meanwhile would
+        # reach this (already admitted) socket live and again inside the sync frame.
+        try:
+            await directory(self.env).noteRoom(claims["sid"], self.room)
+        except Exception as error:
+            print(f"chat: noteRoom failed: {error}")
 
     def _members(self) -> list[dict]:
         seen = {}

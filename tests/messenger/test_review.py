@@ -225,3 +225,20 @@ async def test_no_analytics_column_of_any_event_carries_ids_names_sessions_or_te
     for secret in ("ualice", "ubob", "alice", "bob", "zanzibar", "quokka", alice["sessionId"], bob["sessionId"],
                    alice["refreshToken"][:20], "dm_"):
         assert secret.lower() not in text, secret
+
+
+async def test_a_message_sent_while_a_socket_authenticates_reaches_it_once(rt):
+    """Live frames and the reconnect's sync frame never both carry the same sequence."""
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    a, _ = await room(rt, "general", alice)
+    await say(a, "before")
+    for i in range(3):
+        b = await rt.websocket("/ws/room/general")
+        await b.send(json.dumps({"type": "auth", "token": bob["accessToken"], "since": 0}))
+        await a.send(json.dumps({"type": "send", "cid": f"during-{i}", "kind": "text", "text": f"during {i}"}))
+        await rt.settle()
+        frames = drain(b)
+        seqs = [f["message"]["seq"] for f in frames if f["type"] == "msg"]
+        seqs += [m["seq"] for f in frames if f["type"] == "sync" for m in f["messages"]]
+        assert sorted(seqs) == list(range(1, i + 3)), frames
+        await b.close()
