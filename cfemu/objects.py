@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["JsObject", "to_js_object"]
+__all__ = ["JsObject", "JsBuffer", "JsDate", "to_js_object", "to_py"]
 
 
 class JsObject(dict):
@@ -30,6 +31,59 @@ class JsObject(dict):
             del self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def to_py(self) -> dict:
+        """A plain dict (deeply), as `JsProxy.to_py()` gives one in Pyodide."""
+        return to_py(self)
+
+
+class JsBuffer(bytes):
+    """Bytes handed to worker code where Pyodide hands a JS buffer proxy (an ArrayBuffer or
+    Uint8Array): plain `bytes` that also answer `to_bytes()`, `to_py()` and `byteLength`, so code
+    written for Cloudflare (`value.to_bytes()`) and plain Python code both work."""
+
+    __slots__ = ()
+
+    def to_bytes(self) -> bytes:
+        return bytes(self)
+
+    to_py = to_bytes
+
+    @property
+    def byteLength(self) -> int:  # noqa: N802 - the JS name
+        return len(self)
+
+
+class JsDate(datetime):
+    """An aware datetime handed to worker code where Pyodide hands a JS `Date` proxy: it also
+    answers `getTime()`, `valueOf()` and `toISOString()`."""
+
+    __slots__ = ()
+
+    def getTime(self) -> int:  # noqa: N802 - the JS name
+        return round(self.timestamp() * 1000)
+
+    valueOf = getTime
+
+    def toISOString(self) -> str:  # noqa: N802 - the JS name
+        utc = self.astimezone(timezone.utc)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+    @classmethod
+    def from_ms(cls, ms: float) -> JsDate:
+        """The instant `ms` milliseconds after the epoch (millisecond precision, as a JS Date)."""
+        return cls.fromtimestamp(round(ms) / 1000, tz=timezone.utc)
+
+
+def to_py(value: Any) -> Any:
+    """Plain Python values (dicts, lists, bytes) from what cfemu hands worker code."""
+    if isinstance(value, dict):
+        return {k: to_py(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_py(v) for v in value]
+    if isinstance(value, JsBuffer):
+        return bytes(value)
+    return value
 
 
 def to_js_object(value: Any) -> Any:

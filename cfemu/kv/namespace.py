@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, RealClock
 from ..errors import JsException, JsTypeError
-from ..objects import JsObject, to_js_object
+from ..objects import JsBuffer, JsObject, to_js_object
 from . import errors as E
 from . import jsjson
 from .storage import Entry, KVStore, ListedKey
@@ -124,7 +124,7 @@ def _decode(data: bytes, type_: str, method: str) -> Any:
     if type_ == "json":
         return to_js_object(jsjson.parse(data.decode("utf-8", errors="replace")))
     if type_ == "arrayBuffer":
-        return bytes(data)
+        return JsBuffer(data)  # `.to_bytes()` works as on the ArrayBuffer proxy Pyodide hands out
     if type_ == "stream":
         return KVValueStream(data)
     raise JsTypeError(E.UNKNOWN_TYPE)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import JsRangeError
+from ..objects import JsDate
 from . import codec
 from .errors import (
     ACK_AFTER_RETRY,
@@ -105,25 +105,6 @@ class _Outcome:
         return Decision(retry=kind == _RETRY, delay=delay)
 
 
-class _Date(datetime):
-    """A message timestamp: an aware datetime that also answers the JS `Date` methods.
-
-    On Cloudflare a Python handler gets `m.timestamp` as a JsProxy of a JS Date, so portable
-    code calls `getTime()`; Python code may use it as the datetime it also is.
-    """
-
-    __slots__ = ()
-
-    def getTime(self) -> int:  # noqa: N802 - the JS name
-        return round(self.timestamp() * 1000)
-
-    valueOf = getTime
-
-    def toISOString(self) -> str:  # noqa: N802 - the JS name
-        utc = self.astimezone(timezone.utc)
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 class Message:
     """A delivered message (`Message` of the Queues JS API): id, timestamp, body, attempts, ack(), retry()."""
 
@@ -132,7 +113,7 @@ class Message:
     def __init__(self, message_id: str, timestamp_ms: int, body: Any, attempts: int, outcome: _Outcome) -> None:
         self.id = message_id
         # Millisecond precision, as a JS Date has.
-        self.timestamp = _Date.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc)
+        self.timestamp = JsDate.from_ms(timestamp_ms)
         self.body = body
         self.attempts = attempts
         self._outcome = outcome

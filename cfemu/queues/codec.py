@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .. import values
 from ..errors import JsException, JsTypeError
-from ..objects import to_js_object
+from ..objects import JsBuffer, to_js_object
 from .errors import (
     CONTENT_TYPES,
     DEFAULT_CONTENT_TYPE,
@@ -88,22 +88,12 @@ def decode(data: bytes, ctype: str) -> Any:
     if ctype == "text":
         return data.decode("utf-8", "surrogatepass")
     if ctype == "bytes":
-        return _Buffer(data)
+        return JsBuffer(data)
     if ctype == "json":
         return to_js_object(json.loads(data.decode("utf-8", "surrogatepass")))
     if ctype == "v8":
         return to_js_object(values.deserialize(data))
     raise JsTypeError(UNSUPPORTED_CONTENT_TYPE.format(content_type=ctype))
-
-
-class _Buffer(bytes):
-    """A "bytes" body: Python bytes that also answer `to_bytes()`/`to_py()`, as the JsProxy of
-    the JS buffer a Cloudflare Python handler gets does."""
-
-    def to_bytes(self) -> bytes:
-        return bytes(self)
-
-    to_py = to_bytes
 
 
 def _jsonable(value: Any, stack: set[int]) -> Any:

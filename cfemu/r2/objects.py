@@ -11,7 +11,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from ..http import BODY_USED, Headers
-from ..objects import JsObject
+from ..objects import JsBuffer, JsDate, JsObject
 from .errors import (
     BAD_WEAK_ETAG,
     INVALID_RANGE,
@@ -339,7 +339,7 @@ class R2Object:
         self.size = row.size
         self.etag = row.etag
         self.httpEtag = f'"{row.etag}"'
-        self.uploaded = datetime.fromtimestamp(row.uploaded / 1000, tz=timezone.utc)
+        self.uploaded = JsDate.from_ms(row.uploaded)
         self.httpMetadata: JsObject | None = _http_metadata_object(row.http_metadata) if http else None
         self.customMetadata: JsObject | None = JsObject(row.custom_metadata) if custom else None
         self.range = JsObject(offset=range[0], length=range[1]) if range is not None else None
@@ -403,7 +403,7 @@ class R2ObjectBody(R2Object):
         self._used = True
         try:
             self._file.seek(self._offset)
-            return self._file.read(self._length)
+            return JsBuffer(self._file.read(self._length))
         finally:
             self._file.close()
 
