@@ -80,6 +80,7 @@ class QueueConsumerConfig:
     dead_letter_queue: str | None = None
     retry_delay: int = 0
     max_concurrency: int | None = None
+    type: str = "worker"  # "http_pull": messages wait to be pulled over HTTP, never pushed to the worker
 
 
 @dataclass(frozen=True)
@@ -495,8 +496,15 @@ class _Parser:
                 dead_letter_queue=dlq,
                 retry_delay=self.int_in(item, "retry_delay", label, 0, 0, 43200),
                 max_concurrency=self.int_in(item, "max_concurrency", label, None, 1, 250),
+                type=self.consumer_type(item, label),
             ))
         return tuple(producers), tuple(consumers)
+
+    def consumer_type(self, item: dict[str, Any], label: str) -> str:
+        kind = self.typed(item, "type", label, str, "worker")
+        if kind not in ("worker", "http_pull"):
+            raise self.fail(f"{label}.type", f'must be "worker" or "http_pull", got {kind!r}')
+        return kind
 
     def analytics(self, section: dict[str, Any], where: str) -> tuple[AnalyticsEngineConfig, ...]:
         out = []

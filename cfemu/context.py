@@ -16,9 +16,13 @@ if TYPE_CHECKING:
 
     from .runtime import Runtime
 
-__all__ = ["current_runtime", "use_runtime", "client_session"]
+__all__ = ["current_runtime", "use_runtime", "current_invocation", "begin_invocation", "end_invocation",
+           "client_session"]
 
 _runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("cfemu_runtime", default=None)
+# One object per event a worker or Durable Object handles (fetch, scheduled, queue, RPC, alarm, ...);
+# work it starts (waitUntil, tasks) inherits it.  Per-invocation limits count against it.
+_invocation: contextvars.ContextVar[object | None] = contextvars.ContextVar("cfemu_invocation", default=None)
 _sessions: dict[int, Any] = {}
 
 
@@ -32,6 +36,19 @@ def use_runtime(runtime: Runtime | None) -> contextvars.Token:
 
 def reset_runtime(token: contextvars.Token) -> None:
     _runtime.reset(token)
+
+
+def current_invocation() -> object | None:
+    """The event being handled (None outside any event)."""
+    return _invocation.get()
+
+
+def begin_invocation() -> contextvars.Token:
+    return _invocation.set(object())
+
+
+def end_invocation(token: contextvars.Token) -> None:
+    _invocation.reset(token)
 
 
 async def client_session() -> aiohttp.ClientSession:

@@ -20,7 +20,7 @@ from . import context
 from .assets import Assets
 from .clock import Clock, RealClock, Timer, VirtualClock
 from .config import WorkerConfig
-from .errors import WorkerLoadError
+from .errors import JsException, WorkerLoadError
 from .http import Request, Response
 from .loader import WorkerCode, load_worker
 from .objects import JsObject
@@ -31,6 +31,7 @@ __all__ = ["Runtime", "ExecutionContext", "ScheduledController"]
 log = logging.getLogger("cfemu")
 
 WORKER_THREW = "Worker threw exception"
+NO_QUEUE_HANDLER = "Handler does not export a queue() function."
 # A timer that re-arms itself with no delay would keep advance() at one instant for ever.
 MAX_TIMERS_PER_INSTANT = 100_000
 TIMER_LOOP = ("advance(): {count} timers fired at t={at} without the clock moving; "
@@ -128,6 +129,7 @@ class Runtime:
         self._cron_timers: list[Timer] = []
         self._started = False
         self._closed = False
+        self._warned_no_queue_handler = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -297,10 +299,11 @@ class Runtime:
 
     async def fetch(self, request: Request) -> Response:
         """Dispatch a `fetch` event (static assets first, unless `run_worker_first`)."""
-        token = context.use_runtime(self)
+        token, invocation = context.use_runtime(self), context.begin_invocation()
         try:
             return await self._fetch(request)
         finally:
+            context.end_invocation(invocation)
             context.reset_runtime(token)
 
     async def _fetch(self, request: Request) -> Response:
@@ -330,7 +333,7 @@ class Runtime:
 
     async def dispatch_scheduled(self, cron: str, scheduled_time_ms: int | None = None) -> bool:
         """Run `scheduled(controller, env, ctx)` (env and ctx are None, as on Cloudflare)."""
-        token = context.use_runtime(self)
+        token, invocation = context.use_runtime(self), context.begin_invocation()
         try:
             controller = ScheduledController(cron, self.clock.now_ms() if scheduled_time_ms is None else scheduled_time_ms)
             instance, ctx = self._entrypoint()
@@ -346,19 +349,24 @@ class Runtime:
                 return False
             return True
         finally:
+            context.end_invocation(invocation)
             context.reset_runtime(token)
 
     async def dispatch_queue(self, batch: Any) -> None:
         """Run `queue(batch, env, ctx)` (env and ctx are None); raises what the handler raised."""
-        token = context.use_runtime(self)
+        token, invocation = context.use_runtime(self), context.begin_invocation()
         try:
             instance, ctx = self._entrypoint()
             handler = getattr(instance, "queue", None) if instance is not None else self.code.get("on_queue")
             if handler is None:
-                raise RuntimeError("the worker consumes a queue but has no queue handler")
+                if not self._warned_no_queue_handler:
+                    self._warned_no_queue_handler = True
+                    log.warning("a queue delivers to this worker, but it has no queue() handler")
+                raise JsException(NO_QUEUE_HANDLER)
             args = [batch, None, None] if instance is not None else [batch, self.env, ctx]
             await handler(*args[: _arity(handler)])
         finally:
+            context.end_invocation(invocation)
             context.reset_runtime(token)
 
     async def route_subrequest(self, request: Request) -> Response | None:

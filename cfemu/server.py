@@ -187,7 +187,10 @@ class DevServer:
 
             return web.json_response({"queues": [asdict(c) for c in queues.stats()]})
         if path == "queues/purge" and request.method == "POST":
-            return web.json_response({"purged": queues.purge(request.query.get("queue", ""))})
+            queue = request.query.get("queue", "")
+            if not queue:
+                return web.json_response({"error": "purge needs ?queue=<name>"}, status=400)
+            return web.json_response({"purged": queues.purge(queue)})
         return None
 
     async def _bridge_websocket(self, request: web.Request, response: Response) -> web.WebSocketResponse:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 from .. import context
@@ -139,39 +137,10 @@ def validate_point(point: Any) -> tuple[str, list[str], list[float]]:
 
 # -- the per-invocation limit ------------------------------------------------------------------------
 
-_dispatch_codes: set[Any] | None = None
-
-
-def _dispatch_frames() -> set[Any]:
-    global _dispatch_codes
-    if _dispatch_codes is None:
-        from ..runtime import Runtime
-
-        _dispatch_codes = {Runtime._fetch.__code__, Runtime.dispatch_scheduled.__code__,
-                           Runtime.dispatch_queue.__code__}
-    return _dispatch_codes
-
-
 def current_invocation() -> Any:
-    """An object identifying the event being handled, or None outside any event.
-
-    Uses `cfemu.context.current_invocation()` when the runtime provides it; otherwise finds the
-    runtime's dispatch coroutine (fetch/scheduled/queue) on the call stack: worker code awaited by a
-    dispatch runs with that coroutine's frame below it.  Work spawned with `waitUntil` runs in its own
-    task, so it is not counted (production counts it with the invocation that started it).
-    """
-    hook: Callable[[], Any] | None = getattr(context, "current_invocation", None)
-    if hook is not None:
-        return hook()
-    if context.current_runtime() is None:
-        return None  # not inside any event of a runtime (e.g. a test or script writing directly)
-    codes = _dispatch_frames()
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code in codes:
-            return frame
-        frame = frame.f_back
-    return None
+    """The event being handled (fetch, scheduled, queue, a Durable Object event), or None outside
+    any event; work started with `waitUntil` inherits it."""
+    return context.current_invocation()
 
 
 class InvocationCounter:

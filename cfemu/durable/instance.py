@@ -176,6 +176,7 @@ class ObjectInstance:
         self._event_tasks.append(task)
         token = current_object.set(self)
         rt_token = context.use_runtime(self.handle.service.host)  # type: ignore[arg-type]
+        invocation = context.begin_invocation()  # an event of the object is an invocation of its own
         try:
             try:
                 result = func(*args)
@@ -183,6 +184,7 @@ class ObjectInstance:
                     result = await result
             finally:
                 current_object.reset(token)
+                context.end_invocation(invocation)
                 context.reset_runtime(rt_token)
                 self._event_tasks.remove(task)
                 self.in_flight -= 1

@@ -118,7 +118,7 @@ class DurableObjectStub:
         request = input if isinstance(input, Request) and not init else Request(input, **init)
         # The object gets its own copy of the request (its body is read here, once).
         body = await request.bytes() if request.body is not None else None
-        copy = Request(request.url, method=request.method, headers=request.headers, body=body, cf=dict(request.cf))
+        copy = Request(request.url, method=request.method, headers=request.headers, body=body, cf=dict(request.cf or {}))
 
         def build(instance):
             handler = getattr(instance.obj, "fetch", None)

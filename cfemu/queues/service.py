@@ -37,7 +37,8 @@ class QueueService(Service):
             host.state_dir / "queues" / STORE_NAME,
             clock=host.clock,
             dispatch=host.dispatch_queue,
-            consumers=config.queue_consumers,
+            # pull consumers are not emulated: their messages are stored and never pushed to the worker
+            consumers=[c for c in config.queue_consumers if c.type == "worker"],
             spawn=lambda work: host.spawn(work, name="queue batch"),
             logger=host.log.getChild("queues"),
         )

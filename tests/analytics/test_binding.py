@@ -161,9 +161,6 @@ class Default(WorkerEntrypoint):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="writes from waitUntil run in their own task, outside the dispatch frame "
-                   "that current_invocation() finds; needs an invocation context variable set by the runtime "
-                   "(cfemu.context.current_invocation), see the analytics review report")
 async def test_writes_from_wait_until_count_toward_the_invocation(tmp_path, write_worker):
     from cfemu.testing import Runtime
 

@@ -80,3 +80,11 @@ async def test_stale_dev_info_falls_back_to_the_files(tmp_path, write_worker):
     assert _list(config, state)["jobs"]["depth"] == 1
     result = CliRunner().invoke(main, ["queues", "purge", "jobs", "--config", str(config), "--persist-to", str(state)])
     assert result.exit_code == 0 and "Purged 1 message(s) from jobs" in result.output
+
+
+async def test_pull_consumers_are_not_pushed_to_the_worker(tmp_path, write_worker):
+    config = write_worker(tmp_path / "w", WORKER, TOML.replace('max_batch_timeout = 60', 'type = "http_pull"'))
+    async with Runtime.from_config(config, persist_to=tmp_path / "state") as rt:
+        await rt.fetch("/")
+        await rt.advance(120)
+        assert rt.service("queues").pending("jobs") == 1  # stored, never delivered (and retried)
