@@ -184,7 +184,11 @@ class Directory(DurableObject):
     async def noteRoom(self, sid: str, room: str) -> str:
         """Remember that a session has sockets in `room`, so revocation can close them."""
         session = await jget(self.ctx.storage, f"sess:{sid}")
-        if session is not None and room not in session.setdefault("rooms", []):
+        if session is None or session.get("revoked"):
+            # Revoked after the socket's token was verified: the revocation already closed the rooms
+            # it knew of, so the caller must close this socket itself.
+            return _err("session_revoked", "session revoked")
+        if room not in session.setdefault("rooms", []):
             session["rooms"].append(room)
             await jput(self.ctx.storage, f"sess:{sid}", session)
         return _ok(True)

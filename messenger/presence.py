@@ -14,7 +14,6 @@ import json
 from js import Date
 
 import bots
-from directory import directory
 from protocol import PRESENCE_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
 from store import jget, jlist, jput, py
@@ -111,10 +110,8 @@ class PresenceRoom(SocketHost):
         if self._grace.pop(uid, None) is not None:
             await self._save_grace()  # back within the grace: nobody saw them leave
         self._admit(ws, att, claims)
-        try:
-            await directory(self.env).noteRoom(claims["sid"], "presence")
-        except Exception as error:
-            print(f"presence: noteRoom failed: {error!r}")
+        if not await self._register(ws, att, "presence"):
+            return
         send(ws, {"type": "roster", "you": await self._entry(uid, True, to_self=True), "users": await self._roster(),
                   "inbox": await self._inbox(uid)})
         if not was_online:

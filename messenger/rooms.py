@@ -19,7 +19,6 @@ import bodies
 import bots
 import events
 import receipts
-from directory import directory
 from naming import dm_participants, is_public, may_join, valid_room
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
@@ -92,10 +91,7 @@ class ChatRoom(SocketHost):
             await self._replay(ws, frame["since"])
         # Only after welcome and sync: an RPC lets other events in, and a message sent meanwhile would
         # reach this (already admitted) socket live and again inside the sync frame.
-        try:
-            await directory(self.env).noteRoom(claims["sid"], self.room)
-        except Exception as error:
-            print(f"chat: noteRoom failed: {error}")
+        await self._register(ws, att, self.room)
 
     def _members(self) -> list[dict]:
         seen = {}

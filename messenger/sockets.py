@@ -168,6 +168,20 @@ class SocketHost(DurableObject):
         save(ws, att)
         events.emit(self.env, "ws_connect", blobs=(self.kind,), user=claims["sub"])
 
+    async def _register(self, ws, att: dict, room: str) -> bool:
+        """Tell the Directory this session has a socket in `room`; close the socket if the session is gone."""
+        try:
+            result = py(await directory(self.env).noteRoom(att["sid"], room))
+        except Exception as error:
+            print(f"{self.kind}: noteRoom failed: {error!r}")
+            return True
+        if result.get("ok") or result.get("code") != "session_revoked":
+            return True
+        send(ws, error_frame("session_revoked", "session revoked"))
+        self._close(ws, att, "session_revoked")
+        await self._after_closes()
+        return False
+
     async def revokeSessions(self, sids_json: str, reason_name: str = "session_revoked") -> str:
         """RPC: close every socket of these sessions now (sign-out, reuse detection, deletion)."""
         sids = set(json.loads(sids_json))

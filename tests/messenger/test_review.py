@@ -242,3 +242,21 @@ async def test_a_message_sent_while_a_socket_authenticates_reaches_it_once(rt):
         seqs += [m["seq"] for f in frames if f["type"] == "sync" for m in f["messages"]]
         assert sorted(seqs) == list(range(1, i + 3)), frames
         await b.close()
+
+
+async def test_a_socket_verified_just_before_its_session_was_revoked_is_closed_when_it_registers(rt, monkeypatch):
+    """Revocation closes the rooms a session registered; a socket registering after it must close itself."""
+    directory_mod = rt.worker_module("directory")
+    auth_mod = rt.worker_module("auth")
+
+    async def verify_without_session_check(self, token):  # the state a racing verify saw: session still live
+        keys = await self._keys()
+        return directory_mod._ok(auth_mod.verify_access_token(token, keys, int(rt.now() * 1000)))
+
+    alice = await login(rt, "alice")
+    await rt.env.DIRECTORY.getByName("directory").revoke("ualice", alice["sessionId"], False)
+    monkeypatch.setattr(directory_mod.Directory, "verify", verify_without_session_check)
+    for path in ("/ws/room/general", "/ws/presence"):
+        ws = await rt.websocket(path)
+        await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
+        assert await _closed(ws) == (4003, "session revoked")
