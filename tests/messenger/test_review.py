@@ -260,3 +260,35 @@ async def test_a_socket_verified_just_before_its_session_was_revoked_is_closed_w
         ws = await rt.websocket(path)
         await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
         assert await _closed(ws) == (4003, "session revoked")
+
+
+# -- the protocol document --------------------------------------------------------------------------------
+
+def test_protocol_md_documents_every_frame_close_code_and_error_code(modules):
+    import re
+    from pathlib import Path
+
+    p = modules["protocol"]
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    for frame in set(p.CHAT_FRAMES) | set(p.PRESENCE_FRAMES):
+        assert f"`{frame}`" in doc, frame
+    for name, spec in p.CHAT_FRAMES.items():
+        for field in spec:
+            assert re.search(rf"`{field}\??`", doc), (name, field)
+    for code, reason in p.CLOSE.values():
+        assert re.search(rf"\| {code} \| `{re.escape(reason)}` \|", doc), code
+    for code, status in p.ERRORS.items():
+        assert f"`{code}` {status}" in doc, code
+    assert f"{p.MAX_TEXT_CHARS}" in doc and "16 KiB" in doc and p.MAX_FRAME_BYTES == 16 * 1024
+    assert "another session" in doc  # re-auth renews only the socket's own session
+
+
+async def test_a_token_in_the_url_never_authenticates_a_socket(rt):
+    alice = await login(rt, "alice")
+    for path in (f"/ws/room/general?token={alice['accessToken']}", f"/ws/presence?access_token={alice['accessToken']}"):
+        ws = await rt.websocket(path)
+        await ws.send(json.dumps({"type": "typing"}) if "room" in path else json.dumps({"type": "status", "state": "busy"}))
+        err, _ = await frames_until(ws, "error")
+        assert err["code"] == "not_authenticated"
+        await rt.advance(11)
+        assert (await _closed(ws))[0] == 4008
