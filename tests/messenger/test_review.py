@@ -292,3 +292,33 @@ async def test_a_token_in_the_url_never_authenticates_a_socket(rt):
         assert err["code"] == "not_authenticated"
         await rt.advance(11)
         assert (await _closed(ws))[0] == 4008
+
+
+# -- heartbeats and the presence mirror -----------------------------------------------------------------
+
+async def test_a_silent_room_socket_is_closed_by_the_alarm_at_ninety_seconds(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    a, _ = await room(rt, "general", alice)
+    b, _ = await room(rt, "general", bob)
+    for _ in range(3):
+        await rt.advance(29)
+        await b.send('{"type":"ping"}')  # bob keeps his heartbeat; alice falls silent
+    assert not a.closed
+    await rt.advance(5)
+    assert await _closed(a) == (4009, "no heartbeat for 90 s")
+    assert not b.closed
+    leave, _ = await frames_until(b, "leave")
+    assert leave["user"] == "ualice"
+
+
+async def test_the_kv_presence_mirror_expires_when_the_presence_object_dies_with_users_online(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    pb, _ = await presence_socket(rt, bob)
+    assert (await api(rt, "GET", "/api/presence/ubob", alice["accessToken"]))["status"] == "online"
+    await rt.crash()  # no close event ever reaches the object: only the KV TTL can end "online"
+    await rt.restart()
+    alice = await login(rt, "alice")
+    await rt.advance(121)
+    assert (await api(rt, "GET", "/api/presence/ubob", alice["accessToken"]))["status"] == "offline"
+    users = await api(rt, "GET", "/api/users", alice["accessToken"])
+    assert [u["status"] for u in users["offline"] if u["id"] == "ubob"] == ["offline"]
