@@ -182,7 +182,10 @@ class PresenceRoom(SocketHost):
     async def own(self, uid: str) -> str:
         """RPC for `GET /api/me`: the user's presence as they see it (appear-offline shows as chosen)."""
         await self._load_grace()
-        return json.dumps(await self._entry(uid, uid in self._online_users(), to_self=True))
+        profile = await self._profile(uid)
+        entry = await self._entry(uid, uid in self._online_users(), to_self=True, profile=profile)
+        entry["chosen"] = profile.get("state") or "online"  # what rooms need to keep appear-offline hidden
+        return json.dumps(entry)
 
     async def notify(self, uid: str, frame_json: str) -> str:
         """RPC: push a frame to every presence socket of `uid` (new offline DM, etc.)."""

@@ -20,6 +20,7 @@ import bots
 import events
 import receipts
 from naming import dm_participants, is_public, may_join, valid_room
+from presence import presence
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
 from store import jget, jlist, jput, jput_many, py
@@ -81,21 +82,33 @@ class ChatRoom(SocketHost):
             send(ws, error_frame("forbidden", "only the two participants may join a direct-message room"))
             self._close(ws, att, "forbidden")
             return
+        # Asked before admission (an RPC lets other events in; the socket must not get live frames yet).
+        att["hidden"] = await self._appears_offline(claims["sub"])
         self._admit(ws, att, claims)
         marks = await self._all_marks()
         send(ws, {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
-                  "lastSeq": self.seq, "receipts": marks, "members": self._members(),
+                  "lastSeq": self.seq, "receipts": marks, "members": self._members(claims["sub"]),
                   "typing": await self._typing_now()})
-        self._broadcast({"type": "join", "user": {"id": claims["sub"], "name": att["name"]}}, skip=ws)
+        if not att["hidden"]:  # an appear-offline user reading a room is not announced to it
+            self._broadcast({"type": "join", "user": {"id": claims["sub"], "name": att["name"]}}, skip=ws)
         if "since" in frame:
             await self._replay(ws, frame["since"])
         # Only after welcome and sync: an RPC lets other events in, and a message sent meanwhile would
         # reach this (already admitted) socket live and again inside the sync frame.
         await self._register(ws, att, self.room)
 
-    def _members(self) -> list[dict]:
+    async def _appears_offline(self, uid: str) -> bool:
+        try:
+            return py(await presence(self.env).own(uid)).get("chosen") == "appear-offline"
+        except Exception as error:
+            print(f"chat {self.room}: presence lookup failed: {error!r}")
+            return False
+
+    def _members(self, viewer: str | None = None) -> list[dict]:
         seen = {}
         for _, att in self._sockets():
+            if att.get("hidden") and att["uid"] != viewer:
+                continue
             seen[att["uid"]] = att.get("name", "")
         pair = dm_participants(self.room or "")
         if pair:
@@ -349,7 +362,7 @@ class ChatRoom(SocketHost):
         if att.get("authed"):
             events.emit(self.env, "ws_disconnect", blobs=(self.kind, str(code)), user=att["uid"])
             still = [a for w, a in self._sockets() if w is not ws and a.get("uid") == att["uid"]]
-            if not still:
+            if not still and not att.get("hidden"):
                 self._broadcast({"type": "leave", "user": att["uid"]}, skip=ws)
                 await self._clear_typing(att["uid"])
 

@@ -322,3 +322,19 @@ async def test_the_kv_presence_mirror_expires_when_the_presence_object_dies_with
     assert (await api(rt, "GET", "/api/presence/ubob", alice["accessToken"]))["status"] == "offline"
     users = await api(rt, "GET", "/api/users", alice["accessToken"])
     assert [u["status"] for u in users["offline"] if u["id"] == "ubob"] == ["offline"]
+
+
+async def test_an_appear_offline_user_opening_a_room_is_not_announced_to_it(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    await api(rt, "PUT", "/api/me/status", alice["accessToken"], body={"state": "appear-offline"})
+    dm = "dm_ualice__ubob"
+    b, _ = await room(rt, dm, bob)
+    a, welcome = await room(rt, dm, alice)
+    assert {m["id"]: m["online"] for m in welcome["members"]}["ualice"] is True  # she sees herself
+    await rt.settle()
+    assert not [f for f in drain(b) if f["type"] in ("join", "leave")]
+    b2, welcome = await room(rt, dm, bob)
+    assert {m["id"]: m["online"] for m in welcome["members"]}["ualice"] is False
+    await a.close()
+    await rt.settle()
+    assert not [f for f in drain(b) + drain(b2) if f["type"] in ("join", "leave") and "ualice" in json.dumps(f)]
