@@ -242,9 +242,15 @@ class Default(WorkerEntrypoint):
     async def _login(self, request, claims, query):
         body = await self._body(request, "login")
         username = body["username"].strip().lower()
+        limiter = self.env.LIMITER.getByName("login:" + username)
+        verdict = py(await limiter.peek("login_failure"))
+        if not verdict["ok"]:
+            events.emit(self.env, "rate_limited", blobs=("login",))
+            raise ApiError("rate_limited", f"too many failed sign-ins; retry in {-(-verdict['retryAfterMs'] // 1000)} s")
         found = py(await directory(self.env).credentials(username))
         stored = found["data"]["hash"] if found.get("ok") else _DUMMY_HASH
         if not auth.verify_password(body["password"], stored) or not found.get("ok"):
+            await limiter.take("login_failure")
             events.emit(self.env, "login_failure", blobs=("password",))
             raise ApiError("bad_credentials", "wrong username or password")
         session = _rpc(await directory(self.env).createSession(found["data"]["id"]))

@@ -15,7 +15,9 @@ from workers import DurableObject
 __all__ = ["LIMITS", "take", "empty", "RateLimiter"]
 
 # kind -> (max events, window ms).  Chat frames only: pings, typing and receipts are not counted.
-LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000)}
+# "login_failure" counts wrong passwords per username (instance `login:<username>`): password guessing
+# (and the scrypt CPU it costs) stops after 10 misses in 15 minutes; successful sign-ins never count.
+LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000), "login_failure": (10, 15 * 60_000)}
 
 
 def empty() -> dict:
@@ -46,4 +48,12 @@ class RateLimiter(DurableObject):
         allowed, record, retry = take(json.loads(raw) if raw else None, kind, Date.now())
         if allowed:
             await self.ctx.storage.put("rl", json.dumps(record))
+        return json.dumps({"ok": allowed, "retryAfterMs": retry})
+
+    async def peek(self, kind: str) -> str:
+        """Would one more `kind` event be allowed now? Counts nothing: JSON {"ok", "retryAfterMs"}."""
+        if kind not in LIMITS:
+            return json.dumps({"ok": False, "retryAfterMs": 0, "error": f"unknown limit {kind!r}"})
+        raw = await self.ctx.storage.get("rl")
+        allowed, _record, retry = take(json.loads(raw) if raw else None, kind, Date.now())
         return json.dumps({"ok": allowed, "retryAfterMs": retry})

@@ -338,3 +338,16 @@ async def test_an_appear_offline_user_opening_a_room_is_not_announced_to_it(rt):
     await a.close()
     await rt.settle()
     assert not [f for f in drain(b) + drain(b2) if f["type"] in ("join", "leave") and "ualice" in json.dumps(f)]
+
+
+async def test_password_guessing_is_limited_per_username(rt):
+    for i in range(10):
+        bad = await api(rt, "POST", "/api/auth/login", body={"username": "alice", "password": f"guess-{i}"}, expect=401)
+        assert bad["error"]["code"] == "bad_credentials"
+    limited = await api(rt, "POST", "/api/auth/login", body={"username": "alice", "password": "alice-demo"}, expect=429)
+    assert limited["error"]["code"] == "rate_limited"
+    assert (await login(rt, "bob"))["user"]["username"] == "bob"  # other accounts are unaffected
+    await rt.advance(15 * 60)
+    assert (await login(rt, "alice"))["user"]["username"] == "alice"
+    for _ in range(12):  # successful sign-ins never count
+        await login(rt, "alice")
