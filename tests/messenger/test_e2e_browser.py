@@ -158,3 +158,39 @@ async def test_hostile_text_names_and_personal_messages_render_as_text(tmp_path,
         assert "<script>window.__xss=3</script>" in await a_general.locator(".msg:has-text('onerror')").inner_text()
         assert alice.errors == []
         await browser.close()
+
+
+async def test_two_tabs_sharing_a_session_refresh_without_tripping_reuse_detection(tmp_path, dev_server):
+    """Tabs share the session in localStorage: only one may rotate the refresh token; the other adopts it."""
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = await browser.new_context()
+        await context.clock.install()
+        tab1 = await context.new_page()
+        refreshes = []
+        context.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+        await tab1.goto(server.url)
+        await tab1.fill("input[name=username]", "alice")
+        await tab1.fill("input[name=password]", "alice-demo")
+        await tab1.click("#signin-submit")
+        await tab1.wait_for_selector(".group .buddy")
+        tab2 = await context.new_page()
+        await tab2.goto(server.url)  # signed in from localStorage
+        await tab2.wait_for_selector(".group .buddy")
+        for _ in range(2):  # two refresh rounds
+            await context.clock.run_for(19 * 60 * 1000 + 5000)
+            for _ in range(50):
+                if len(refreshes) >= 1:
+                    break
+                await tab1.wait_for_timeout(100)
+            await tab1.wait_for_timeout(500)
+        for tab in (tab1, tab2):
+            assert await tab.locator("dialog#expired[open]").count() == 0
+        token = await tab2.evaluate("() => JSON.parse(localStorage.getItem('cfm.session')).accessToken")
+        me = await tab2.evaluate("async (t) => (await fetch('/api/me', {headers: {authorization: 'Bearer ' + t}})).status",
+                                 token)
+        assert me == 200 and refreshes
+        await browser.close()

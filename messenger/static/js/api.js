@@ -21,6 +21,13 @@ export class Session extends EventTarget {
     this.data = JSON.parse(localStorage.getItem(STORE) || "null");
     this.timer = null;
     this.refreshing = null;
+    // Tabs share one session: when another tab rotates the refresh token, adopt its tokens (the old
+    // refresh token is spent, and presenting it again would revoke the session as a replay).
+    window.addEventListener("storage", (e) => {
+      if (e.key !== STORE || !e.newValue || !this.data) return;
+      const other = JSON.parse(e.newValue);
+      if (other.sessionId === this.data.sessionId && other.refreshToken !== this.data.refreshToken) this.adopt(other);
+    });
   }
   get token() { return this.data && this.data.accessToken; }
   get user() { return this.data && this.data.user; }
@@ -30,6 +37,11 @@ export class Session extends EventTarget {
     data.receivedAt = Date.now();
     this.data = data;
     localStorage.setItem(STORE, JSON.stringify(data));
+    this.schedule();
+    this.dispatchEvent(new CustomEvent("token", { detail: data.accessToken }));
+  }
+  adopt(data) {
+    this.data = data;
     this.schedule();
     this.dispatchEvent(new CustomEvent("token", { detail: data.accessToken }));
   }
@@ -51,11 +63,20 @@ export class Session extends EventTarget {
 
   async refresh() {
     if (this.refreshing) return this.refreshing;
+    const rotate = async () => {
+      // Under a cross-tab lock, and only if no other tab rotated meanwhile (else adopt its tokens).
+      const stored = JSON.parse(localStorage.getItem(STORE) || "null");
+      if (stored && stored.sessionId === this.data.sessionId && stored.refreshToken !== this.data.refreshToken) {
+        this.adopt(stored);
+        return stored.accessToken;
+      }
+      const data = await call("POST", "/api/auth/refresh", { refreshToken: this.data.refreshToken });
+      this.save(data);
+      return data.accessToken;
+    };
     this.refreshing = (async () => {
       try {
-        const data = await call("POST", "/api/auth/refresh", { refreshToken: this.data.refreshToken });
-        this.save(data);
-        return data.accessToken;
+        return navigator.locks ? await navigator.locks.request("cfm.refresh", rotate) : await rotate();
       } catch (e) {
         if (e.status === 401) this.expired("Your session has expired. Please sign in again.");
         else setTimeout(() => this.refresh().catch(() => {}), 5000); // network trouble: try again soon
