@@ -23,6 +23,7 @@ __all__ = ["SocketHost", "AUTH_TIMEOUT_MS", "IDLE_MS", "HEARTBEAT_MS", "attachme
 AUTH_TIMEOUT_MS = 10_000
 IDLE_MS = 90_000
 HEARTBEAT_MS = 30_000
+REAUTH_MIN_MS = 10_000  # at most one re-auth per socket this often
 TRUSTED_USER_HEADER = "x-messenger-claims"  # set by our worker after it verified Sec-WebSocket-Protocol
 
 
@@ -131,6 +132,16 @@ class SocketHost(DurableObject):
         return py(await directory(self.env).verify(token))
 
     async def _auth_frame(self, ws, att: dict, frame: dict) -> None:
+        if att.get("authed"):
+            # A client re-authenticates once per token lifetime; a flood of auth frames on an open
+            # socket must not turn into a flood of calls to the one Directory object.
+            now = Date.now()
+            wait = att.get("reauthAt", 0) + REAUTH_MIN_MS - now
+            if wait > 0:
+                send(ws, error_frame("rate_limited", "re-authenticate at most once every 10 s", retryAfterMs=wait))
+                return
+            att["reauthAt"] = now
+            save(ws, att)
         result = await self._verify(frame["token"])
         if att.get("authed"):
             # Re-authentication on an open socket after a refresh: same user and session only.  A token

@@ -351,3 +351,31 @@ async def test_password_guessing_is_limited_per_username(rt):
     assert (await login(rt, "alice"))["user"]["username"] == "alice"
     for _ in range(12):  # successful sign-ins never count
         await login(rt, "alice")
+
+
+async def test_re_auth_floods_do_not_reach_the_directory(rt):
+    """An open socket re-authenticates once per token lifetime; a flood of auth frames is refused early."""
+    alice = await login(rt, "alice")
+    ws, _ = await room(rt, "general", alice)
+    calls = []
+    directory_mod = rt.worker_module("directory")
+    original = directory_mod.Directory.verify
+
+    async def counting(self, token):
+        calls.append(1)
+        return await original(self, token)
+
+    directory_mod.Directory.verify = counting
+    try:
+        for _ in range(20):
+            await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
+        await rt.settle()
+    finally:
+        directory_mod.Directory.verify = original
+    frames = drain(ws)
+    assert [f["type"] for f in frames].count("reauthed") == 1
+    assert {f["code"] for f in frames if f["type"] == "error"} == {"rate_limited"}
+    assert len(calls) == 1
+    await rt.advance(10)
+    await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
+    await frames_until(ws, "reauthed")
