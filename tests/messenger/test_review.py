@@ -379,3 +379,22 @@ async def test_re_auth_floods_do_not_reach_the_directory(rt):
     await rt.advance(10)
     await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
     await frames_until(ws, "reauthed")
+
+
+async def test_a_lapsed_token_closes_its_socket_within_a_second_of_expiry(rt):
+    alice = await login(rt, "alice")
+    ws, _ = await room(rt, "general", alice)
+    p, _ = await presence_socket(rt, alice)
+    expires_s = alice["expiresAt"] / 1000
+    while rt.now() < expires_s - 31:
+        await rt.advance(30)
+        await ws.send('{"type":"ping"}')
+        await p.send('{"type":"ping"}')
+    await rt.advance(expires_s - 1 - rt.now())
+    await ws.send('{"type":"ping"}')
+    await p.send('{"type":"ping"}')
+    await rt.settle()
+    assert not ws.closed and not p.closed
+    await rt.advance(1.5)
+    assert await _closed(ws) == (4002, "access token expired")
+    assert await _closed(p) == (4002, "access token expired")
