@@ -398,3 +398,27 @@ async def test_a_lapsed_token_closes_its_socket_within_a_second_of_expiry(rt):
     await rt.advance(1.5)
     assert await _closed(ws) == (4002, "access token expired")
     assert await _closed(p) == (4002, "access token expired")
+
+
+async def test_a_third_user_on_a_dm_socket_sees_no_text_typing_or_receipts(rt):
+    alice, bob, carol = await login(rt, "alice"), await login(rt, "bob"), await login(rt, "carol")
+    dm = "dm_ualice__ubob"
+    c = await rt.websocket(f"/ws/room/{dm}")  # open, not yet authenticated, while the DM is busy
+    a, _ = await room(rt, dm, alice)
+    b, _ = await room(rt, dm, bob)
+    await a.send('{"type":"typing"}')
+    await say(a, "for bob only")
+    await b.send(json.dumps({"type": "receipt", "seq": 1, "state": "read"}))
+    for frame in ({"type": "history"}, {"type": "sync", "since": 0}, {"type": "receipt", "seq": 1, "state": "read"}):
+        await c.send(json.dumps(frame))
+    await c.send(json.dumps({"type": "auth", "token": carol["accessToken"], "since": 0}))
+    await rt.settle()
+    got = [json.loads(m) for m in c.pending()]
+    assert {f["type"] for f in got} == {"error"}, got
+    assert "for bob only" not in json.dumps(got) and "ualice" not in json.dumps(got)
+    assert c.closed and c.close_code == 4004
+    for variant in ("dm_ualice__ubob%20", "dm_ualice__UBOB", "DM_ualice__ubob", "dm_ualice__ubob__ucarol",
+                    "dm_ualice_ubob", "dm_ubob__ualice", "dm_%75alice__ubob"):
+        resp = await rt.fetch(f"/api/rooms/{variant}/history", headers={"authorization": f"Bearer {carol['accessToken']}"})
+        assert resp.status in (403, 404), variant
+        assert "for bob only" not in await resp.text()
