@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -626,6 +627,8 @@ def _format_datetime(c: _Call) -> Typed:
     return Typed(pieces[0] if len(pieces) == 1 else "concat(" + ", ".join(pieces) + ")", "String")
 
 
-from . import strings  # noqa: E402,F401  (registers the string functions)
+# The string functions live in their own module, which registers them in _TABLE as it is imported;
+# it imports this module, so it can only be loaded once everything above exists.
+importlib.import_module(f"{__package__}.strings")
 
 SUPPORTED = sorted(_TABLE)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from .. import context
 from ..http import Headers, Request, Response, fetch
 from ..websocket import WebSocketPair, WebSocketRequestResponsePair
+from . import asgi
 from .forms import Blob, BlobEnding, File, FormData
 
 __cfemu__ = True
@@ -84,6 +85,9 @@ class _GlobalEnv:
         return "<workers.env>"
 
 
+env = _GlobalEnv()
+
+
 def waitUntil(awaitable: Awaitable[Any]) -> None:
     """`cloudflare:workers`' global `waitUntil`: keep work running after the response."""
     runtime = context.current_runtime()
@@ -118,7 +122,7 @@ def import_from_javascript(module_name: str) -> Any:
 def patch_env(d: Any = None, **kwds: Any) -> Iterator[None]:
     """The SDK's `patch_env`: override env entries for the duration of a `with` block."""
     values = dict(d) | kwds if d else dict(kwds)
-    target = _GlobalEnv()._env()
+    target = env._env()
     missing = object()
     saved = {k: target.get(k, missing) for k in values}
     target.update(values)
@@ -155,15 +159,5 @@ def python_to_rpc(value: Any) -> Any:
 def python_from_rpc(obj: Any) -> Any:
     """The SDK's `python_from_rpc`: values arrive as Python objects already in cfemu."""
     return obj
-
-
-def __getattr__(name: str) -> Any:
-    if name == "env":
-        return _GlobalEnv()
-    if name == "asgi":
-        from . import asgi
-
-        return asgi
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
