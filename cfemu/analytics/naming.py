@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-__all__ = ["column_name"]
+__all__ = ["column_name", "CAST_TYPES"]
 
 _OPERATORS = {
     exp.Add: "plus", exp.Sub: "minus", exp.Mul: "multiply", exp.Div: "divide", exp.Mod: "modulo",
@@ -18,7 +18,8 @@ _OPERATORS = {
     exp.LTE: "lessOrEquals", exp.Like: "like", exp.ILike: "ilike",
 }
 _FLATTENED = {exp.And: "and", exp.Or: "or"}  # ClickHouse's parser folds a AND b AND c into and(a, b, c)
-_CAST_NAMES = {
+# ClickHouse's type name for each SQL type name a CAST may use.
+CAST_TYPES = {
     "TEXT": "String", "VARCHAR": "String", "CHAR": "String", "DOUBLE": "Float64", "FLOAT": "Float32",
     "TINYINT": "Int8", "SMALLINT": "Int16", "INT": "Int32", "BIGINT": "Int64", "UTINYINT": "UInt8",
     "USMALLINT": "UInt16", "UINT": "UInt32", "UBIGINT": "UInt64", "DATETIME": "DateTime", "TIMESTAMP": "DateTime",
@@ -135,7 +136,7 @@ def column_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Cast):
         to = node.args["to"]
         type_name = to.this.name if hasattr(to.this, "name") else str(to.this)
-        return f"CAST({column_name(node.this)}, {_string(_CAST_NAMES.get(type_name, type_name))})"
+        return f"CAST({column_name(node.this)}, {_string(CAST_TYPES.get(type_name, type_name))})"
     if isinstance(node, exp.If):
         parts = [node.this, node.args.get("true"), node.args.get("false") or exp.Null()]
         return f"if({_args(parts)})"

@@ -21,7 +21,7 @@ from sqlglot.parsers.clickhouse import ClickHouseParser
 from sqlglot.tokens import TokenType
 
 from .errors import AnalyticsQueryError
-from .naming import column_name
+from .naming import CAST_TYPES, column_name
 from .storage import COLUMN_TYPES
 
 __all__ = ["Plan", "translate", "FORMATS"]
@@ -152,13 +152,6 @@ def _arith_type(op: str, a: str | None, b: str | None) -> str | None:
         return _int_type(False, bits * 2)
     return _int_type(unsigned, bits * 2)
 
-
-_CAST_TYPES = {
-    "TEXT": "String", "VARCHAR": "String", "CHAR": "String", "DOUBLE": "Float64", "FLOAT": "Float32",
-    "TINYINT": "Int8", "SMALLINT": "Int16", "INT": "Int32", "BIGINT": "Int64", "UTINYINT": "UInt8",
-    "USMALLINT": "UInt16", "UINT": "UInt32", "UBIGINT": "UInt64", "DATETIME": "DateTime", "TIMESTAMP": "DateTime",
-    "DATE": "Date",
-}
 
 _BINARY = {
     exp.And: ("AND", "UInt8"), exp.Or: ("OR", "UInt8"),
@@ -505,7 +498,7 @@ class Translator:
         inner = self.expr(node.this, scope)
         to = node.args["to"]
         name = to.this.name if hasattr(to.this, "name") else str(to.this)
-        kind = _CAST_TYPES.get(name)
+        kind = CAST_TYPES.get(name)
         if kind is None:
             raise fail(f"CAST to {to.sql(dialect=AnalyticsDialect)} is not supported")
         return Typed(f"CAST({inner.sql} AS {DUCK_TYPES[kind]})", kind)
