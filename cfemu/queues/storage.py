@@ -10,7 +10,8 @@ only: after a crash every row is simply pending again, which is what at-least-on
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,41 +80,41 @@ class QueueStore:
         self._db = open_sqlite3(self.path, synchronous=synchronous)
         self._db.executescript(_SCHEMA)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so a CLI writing the same file waits, not fails midway.
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     # -- writes ---------------------------------------------------------------------------------
 
     def insert(self, queue: str, rows: Sequence[tuple[str, int, str, bytes, float]]) -> list[int]:
         """Store (id, timestamp_ms, content_type, body, visible_at) rows; returns their seqs."""
-        db = self._db
         seqs = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for message_id, ts, ctype, body, visible_at in rows:
                 cur = db.execute(
                     "INSERT INTO messages (queue, id, timestamp_ms, content_type, body, visible_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (queue, message_id, ts, ctype, body, visible_at),
                 )
                 seqs.append(cur.lastrowid)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return seqs
 
     def start_delivery(self, seqs: Sequence[int]) -> list[StoredMessage]:
         """Count a delivery attempt for each message (durably, so a crash mid-handler counts) and return them."""
-        db = self._db
         marks = ",".join("?" * len(seqs))
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.execute(f"UPDATE messages SET attempts = attempts + 1 WHERE seq IN ({marks})", tuple(seqs))
             rows = db.execute(
                 f"SELECT seq, queue, id, timestamp_ms, content_type, body, visible_at, attempts FROM messages WHERE seq IN ({marks})",
                 tuple(seqs),
             ).fetchall()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         by_seq = {row[0]: StoredMessage(*row) for row in rows}
         return [by_seq[s] for s in seqs if s in by_seq]
 
@@ -125,9 +126,7 @@ class QueueStore:
         which moves the row to the dead-letter queue with its attempts reset.
         """
         acked, retried, dead_lettered, dropped = list(acked), list(retried), list(dead_lettered), list(dropped)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             gone = [(s,) for s in acked + dropped]
             if gone:
                 db.executemany("DELETE FROM messages WHERE seq = ?", gone)
@@ -139,10 +138,6 @@ class QueueStore:
                     [(dlq, v, s) for s, dlq, v in dead_lettered],
                 )
             self._count(queue, acked=len(acked), retried=len(retried), dead_lettered=len(dead_lettered), dropped=len(dropped))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _count(self, queue: str, **deltas: int) -> None:
         if not any(deltas.values()):
@@ -157,15 +152,9 @@ class QueueStore:
     def purge(self, queue: str, *, keep: Iterable[int] = ()) -> list[int]:
         """Delete every message of `queue` except the seqs in `keep` (in flight); returns the deleted seqs."""
         keep = set(keep)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             seqs = [s for (s,) in db.execute("SELECT seq FROM messages WHERE queue = ?", (queue,)) if s not in keep]
             db.executemany("DELETE FROM messages WHERE seq = ?", [(s,) for s in seqs])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return seqs
 
     # -- reads ----------------------------------------------------------------------------------
