@@ -12,13 +12,14 @@ from pathlib import Path
 
 import apsw
 
-__all__ = ["open_sqlite3", "open_apsw", "SYNCHRONOUS_LEVELS"]
+__all__ = ["open_sqlite3", "open_apsw", "check_synchronous", "SYNCHRONOUS_LEVELS", "BUSY_TIMEOUT_MS"]
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_MS = 5000  # the CLI may open a file a running server holds
 
 
-def _check(synchronous: str) -> str:
+def check_synchronous(synchronous: str) -> str:
+    """The PRAGMA synchronous level named (any case), upper-cased; ValueError for an unknown one."""
     level = synchronous.upper()
     if level not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
@@ -27,7 +28,7 @@ def _check(synchronous: str) -> str:
 
 def open_sqlite3(path: str | Path | None, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
     """A `sqlite3` connection (None: in memory) in autocommit mode, usable from the loop's thread."""
-    level = _check(synchronous)
+    level = check_synchronous(synchronous)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None, check_same_thread=False)
@@ -40,7 +41,7 @@ def open_sqlite3(path: str | Path | None, *, synchronous: str = "NORMAL") -> sql
 
 def open_apsw(path: str | Path, *, synchronous: str = "NORMAL") -> apsw.Connection:
     """An `apsw` connection (several statements per call, authorizers, limits) with the same policy."""
-    level = _check(synchronous)
+    level = check_synchronous(synchronous)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = apsw.Connection(str(path))
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)

@@ -22,12 +22,12 @@ from typing import Any
 import apsw
 
 from ..errors import JsException
+from ..sqlite import BUSY_TIMEOUT_MS, check_synchronous
 from . import errors as E
 
 __all__ = ["StorageEngine", "sqlite_error"]
 
 _NONCE = f"/*cfemu-{secrets.token_hex(8)}*/ "
-_SYNC_LEVELS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 _SQL_KV_GET = _NONCE + "SELECT value FROM _cf_KV WHERE key = ?"
 _SQL_KV_PUT = _NONCE + "INSERT OR REPLACE INTO _cf_KV (key, value) VALUES (?, ?)"
@@ -144,9 +144,7 @@ class StorageEngine:
 
     def __init__(self, path: Path, *, on_dirty: Callable[[], None], synchronous: str = "NORMAL") -> None:
         self.running_alarm: int | None = None  # set by the alarm runner while alarm() runs
-        level = synchronous.upper()
-        if level not in _SYNC_LEVELS:
-            raise ValueError(f"synchronous must be one of {sorted(_SYNC_LEVELS)}, got {synchronous!r}")
+        level = check_synchronous(synchronous)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._on_dirty = on_dirty
@@ -156,7 +154,7 @@ class StorageEngine:
         self._fail_next_commit = False
         db = apsw.Connection(str(self.path))
         try:
-            db.set_busy_timeout(5000)
+            db.set_busy_timeout(BUSY_TIMEOUT_MS)
             # Each PRAGMA returns a row; drain them, or apsw stops before the next statement.
             db.execute(_NONCE + "PRAGMA journal_mode=WAL").fetchall()
             db.execute(_NONCE + f"PRAGMA synchronous={level}").fetchall()
