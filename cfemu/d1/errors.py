@@ -11,6 +11,7 @@ from typing import Any
 
 import apsw
 
+from ..durable.errors import SQL_MULTI_STATEMENT_PARAMS, SQL_USE_TRANSACTION_API, SQL_WRONG_BINDING_COUNT
 from ..errors import JsException
 
 __all__ = [
@@ -35,17 +36,11 @@ D1_EXEC_ERROR = "D1_EXEC_ERROR"
 D1_COLUMN_NOTFOUND = "D1_COLUMN_NOTFOUND"
 
 NO_STATEMENTS = "No SQL statements detected."
-WRONG_BINDINGS = "Wrong number of parameter bindings for SQL query."
-TRANSACTION_NOT_ALLOWED = (
-    "To execute a transaction, please use the state.storage.transaction() or "
-    "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT "
-    "statements. The JavaScript API is safer because it will automatically roll back on "
-    "exceptions, and because it interacts correctly with Durable Objects' automatic atomic "
-    "write coalescing."
-)
+# D1 runs on a SQLite-backed Durable Object in production, so these texts are workerd's SQL API's.
+WRONG_BINDINGS = SQL_WRONG_BINDING_COUNT
+TRANSACTION_NOT_ALLOWED = SQL_USE_TRANSACTION_API
 NOT_AUTHORIZED = "not authorized: SQLITE_AUTH"
-PARAMS_ONLY_LAST = ("When executing multiple SQL statements in a single call, only the last statement can "
-                    "have parameters.")
+PARAMS_ONLY_LAST = SQL_MULTI_STATEMENT_PARAMS
 COLUMN_NOT_FOUND = "Column not found ({column})"
 COLUMN_NOT_FOUND_CAUSE = "Column not found"
 TYPE_NOT_SUPPORTED = "Type '{type}' not supported for value '{value}'"
