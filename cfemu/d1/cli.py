@@ -16,11 +16,10 @@ import apsw
 import click
 
 from ..cli import open_state, state_options
-from ..errors import JsException
 from ..coro import run_nonsuspending
+from ..errors import JsException
 
 __all__ = ["d1", "split_statements"]
-
 
 
 def _sync(coroutine: Any) -> Any:

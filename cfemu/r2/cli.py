@@ -15,15 +15,18 @@ from typing import Any
 import click
 
 from ..cli import open_state, state_options
-from ..errors import JsException
 from ..coro import run_nonsuspending
+from ..errors import JsException
 
 __all__ = ["r2"]
 
 
-
 def _sync(coroutine: Any) -> Any:
-    return run_nonsuspending(coroutine, "R2 operation")
+    # A binding error (bad key, too large...) is the user's to fix: its text, not a traceback.
+    try:
+        return run_nonsuspending(coroutine, "R2 operation")
+    except JsException as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _open(path: str, config_path: str, env: str | None, persist_to: str | None) -> tuple[Any, str]:
@@ -72,8 +75,6 @@ def put(object_path: str, config_path: str, env: str | None, persist_to: str | N
     http = {k: v for k, v in (("contentType", content_type), ("cacheControl", cache_control)) if v}
     try:
         obj = _sync(bucket.put(key, data, httpMetadata=http))
-    except JsException as e:
-        raise click.ClickException(str(e)) from None
     finally:
         bucket._storage.close()
     if as_json:
@@ -96,8 +97,6 @@ def get(object_path: str, config_path: str, env: str | None, persist_to: str | N
         if obj is None:
             raise click.ClickException(f"The specified key does not exist: {bucket.name}/{key}")
         data = _sync(obj.bytes())
-    except JsException as e:
-        raise click.ClickException(str(e)) from None
     finally:
         bucket._storage.close()
     if file:
@@ -116,8 +115,6 @@ def delete(object_path: str, config_path: str, env: str | None, persist_to: str 
     bucket, key = _open(object_path, config_path, env, persist_to)
     try:
         _sync(bucket.delete(key))
-    except JsException as e:
-        raise click.ClickException(str(e)) from None
     finally:
         bucket._storage.close()
     click.echo(f"Deleted {bucket.name}/{key}")
