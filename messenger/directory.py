@@ -1,9 +1,10 @@
-"""The Directory Durable Object: accounts, sessions, refresh tokens and JWT signing keys.
+"""The Directory Durable Object: accounts, each user's list of session ids, and JWT signing keys.
 
-One instance ("directory") is the single writer for everything that must be consistent: a username
-is taken once, a refresh token rotates exactly once (a replayed one revokes its session), and a
-revoked session is refused at once by every verification.  Password hashing (the slow KDF) happens
-in the stateless worker, never here, so the object stays responsive.
+One instance ("directory") is the single writer for what must be consistent across users: a username
+is taken once, signing keys rotate once.  Only rare operations reach it (register, sign-in, sign out
+everywhere, account deletion, the user list, key rotation): token verification, refresh rotation and
+revocation live in the worker and the per-session `Session` objects (sessions.py).  Password hashing
+(the slow KDF) happens in the stateless worker, never here, so the object stays responsive.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from workers import DurableObject
 
 import auth
 import bots
-from store import jget, jget_many, jlist, jput, jput_many
+from sessions import KEYS_KV, publish_session, session_stub
+from store import jget, jlist, jput, jput_many, py
 
 __all__ = ["Directory", "directory"]
 
@@ -48,13 +50,15 @@ class Directory(DurableObject):
         if await jget(storage, "seeded"):
             return
         now = Date.now()
-        batch = {"seeded": True, "keys": [auth.new_signing_key(now)]}
+        keys = [auth.new_signing_key(now)]
+        batch = {"seeded": True, "keys": keys}
         for demo in auth.DEMO_ACCOUNTS:
             uid = "u" + demo["username"]
             batch[f"user:{uid}"] = {"id": uid, "username": demo["username"], "displayName": demo["displayName"],
                                     "hash": demo["hash"], "created": now, "demo": True}
             batch[f"name:{demo['username']}"] = uid
         await jput_many(storage, batch)
+        await self._publish(keys)
 
     async def _keys(self) -> list[dict]:
         await self._ready()
@@ -97,28 +101,24 @@ class Directory(DurableObject):
         return _ok([_public(u) for _, u in await jlist(self.ctx.storage, prefix="user:")])
 
     async def deleteUser(self, uid: str) -> str:
-        """Remove the account and revoke every session; returns the revoked sessions (for socket closing)."""
+        """Remove the account; returns its session ids (the worker erases them and closes their sockets)."""
         await self._ready()
         storage = self.ctx.storage
         user = await jget(storage, f"user:{uid}")
         if user is None:
             return _err("not_found", "no such user")
-        revoked = await self._revoke_all(uid)
-        sessions = [f"sess:{s}" for s in await jget(storage, f"usess:{uid}") or []]
-        keys = [f"user:{uid}", f"name:{user['username']}", f"usess:{uid}", *sessions]
-        for i in range(0, len(keys), 128):
-            await storage.delete(keys[i:i + 128])
-        return _ok({"sessions": revoked})
+        sids = [e["sid"] for e in await jget(storage, f"usess:{uid}") or []]
+        await storage.delete([f"user:{uid}", f"name:{user['username']}", f"usess:{uid}"])
+        return _ok({"sessions": sids})
 
     # -- sessions ---------------------------------------------------------------------------------
 
-    async def _issue(self, user: dict, session: dict) -> dict:
-        keys = await self._keys()
-        token, exp = auth.issue_access_token(user, session["sid"], auth.current_key(keys), Date.now())
-        return {"accessToken": token, "expiresAt": exp, "sessionId": session["sid"], "user": _public(user)}
-
     async def createSession(self, uid: str) -> str:
-        """A new session for a user whose password the worker has just checked."""
+        """A new session (its own `Session` object) for a user whose password the worker has just checked.
+
+        Only the list of a user's session ids stays here, for "sign out everywhere" and account deletion;
+        the worker signs the access token itself.
+        """
         await self._ready()
         storage = self.ctx.storage
         user = await jget(storage, f"user:{uid}")
@@ -127,108 +127,48 @@ class Directory(DurableObject):
         now = Date.now()
         sid = secrets.token_hex(12)
         refresh, refresh_hash = auth.new_refresh_token(sid)
-        session = {"sid": sid, "uid": uid, "refreshHash": refresh_hash, "previousHashes": [], "created": now,
+        session = {"sid": sid, "uid": uid, "usr": user["username"], "name": user["displayName"],
+                   "refreshHash": refresh_hash, "previousHashes": [], "created": now,
                    "expires": now + auth.REFRESH_TTL_MS, "revoked": False, "rooms": []}
-        # Sessions past their TTL or revoked are dropped here (the refresh-token TTL, enforced lazily).
-        sessions = []
-        old = await jget_many(storage, [f"sess:{s}" for s in (await jget(storage, f"usess:{uid}") or [])])
-        gone = [k for k, s in old.items() if s is None or s.get("revoked") or s.get("expires", 0) <= now]
-        sessions = [k[len("sess:"):] for k in old if k not in gone]
-        if gone:
-            await storage.delete(gone)
-        sessions.append(sid)
-        await jput_many(storage, {f"sess:{sid}": session, f"usess:{uid}": sessions})
-        out = await self._issue(user, session)
-        out["refreshToken"] = refresh
-        return _ok(out)
+        await session_stub(self.env, sid).start(json.dumps(session))
+        await publish_session(self.env, sid, uid, session["expires"])
+        # Sessions past their recorded expiry are dropped from the list unless their object says a
+        # refresh extended them (the refresh-token TTL, enforced lazily).
+        kept = []
+        for entry in await jget(storage, f"usess:{uid}") or []:
+            if entry["expires"] <= now:
+                expires = py(await session_stub(self.env, entry["sid"]).alive())["data"]
+                if expires is None:
+                    continue
+                entry = {"sid": entry["sid"], "expires": expires}
+            kept.append(entry)
+        kept.append({"sid": sid, "expires": session["expires"]})
+        await jput(storage, f"usess:{uid}", kept)
+        return _ok({"session": {k: session[k] for k in ("sid", "uid", "usr", "name", "expires")},
+                    "refreshToken": refresh})
 
-    async def refresh(self, token: str) -> str:
-        """Rotate a refresh token; a replay of an already-rotated one revokes the whole session."""
-        await self._ready()
-        storage = self.ctx.storage
-        sid = auth.refresh_session_id(token)
-        session = await jget(storage, f"sess:{sid}") if sid else None
-        verdict = auth.check_refresh(session, token, Date.now())
-        if verdict == "reuse":
-            session["revoked"] = True
-            await jput(storage, f"sess:{sid}", session)
-            return json.dumps({"ok": False, "code": "session_revoked", "message": "refresh token reused; session revoked",
-                               "revoked": [{"sid": sid, "rooms": session.get("rooms", [])}]})
-        if verdict != "ok":
-            code = "session_revoked" if verdict == "revoked" else "refresh_invalid"
-            return _err(code, f"refresh token {verdict}")
-        user = await jget(storage, f"user:{session['uid']}")
-        if user is None:
-            return _err("refresh_invalid", "refresh token invalid")
-        refresh, refresh_hash = auth.new_refresh_token(sid)
-        session["previousHashes"] = (session["previousHashes"] + [session["refreshHash"]])[-MAX_PREVIOUS_HASHES:]
-        session["refreshHash"] = refresh_hash
-        session["expires"] = Date.now() + auth.REFRESH_TTL_MS
-        await jput(storage, f"sess:{sid}", session)
-        out = await self._issue(user, session)
-        out["refreshToken"] = refresh
-        return _ok(out)
-
-    async def verify(self, token: str) -> str:
-        """Claims of a valid access token whose session is live, else an error (auth_* / session_revoked)."""
-        keys = await self._keys()
-        try:
-            claims = auth.verify_access_token(token, keys, Date.now())
-        except auth.AuthError as error:
-            return _err(error.code, error.message)
-        session = await jget(self.ctx.storage, f"sess:{claims['sid']}")
-        if session is None or session.get("revoked") or session.get("uid") != claims["sub"]:
-            return _err("session_revoked", "session revoked")
-        return _ok(claims)
-
-    async def noteRoom(self, sid: str, room: str) -> str:
-        """Remember that a session has sockets in `room`, so revocation can close them."""
-        session = await jget(self.ctx.storage, f"sess:{sid}")
-        if session is None or session.get("revoked"):
-            # Revoked after the socket's token was verified: the revocation already closed the rooms
-            # it knew of, so the caller must close this socket itself.
-            return _err("session_revoked", "session revoked")
-        if room not in session.setdefault("rooms", []):
-            session["rooms"].append(room)
-            await jput(self.ctx.storage, f"sess:{sid}", session)
-        return _ok(True)
-
-    async def _revoke(self, sid: str) -> dict | None:
-        session = await jget(self.ctx.storage, f"sess:{sid}")
-        if session is None or session.get("revoked"):
-            return None
-        session["revoked"] = True
-        await jput(self.ctx.storage, f"sess:{sid}", session)
-        return {"sid": sid, "rooms": session.get("rooms", [])}
-
-    async def _revoke_all(self, uid: str) -> list[dict]:
-        out = []
-        for sid in await jget(self.ctx.storage, f"usess:{uid}") or []:
-            revoked = await self._revoke(sid)
-            if revoked is not None:
-                out.append(revoked)
-        return out
-
-    async def revoke(self, uid: str, sid: str, everywhere: bool) -> str:
-        """Sign out this session or every session of the user; returns what to close."""
-        await self._ready()
-        if everywhere:
-            return _ok(await self._revoke_all(uid))
-        revoked = await self._revoke(sid)  # the record stays (listed) until pruned, so verify says "revoked"
-        return _ok([revoked] if revoked else [])
+    async def sessionsOf(self, uid: str) -> str:
+        """The user's session ids (sign out everywhere)."""
+        return _ok([e["sid"] for e in await jget(self.ctx.storage, f"usess:{uid}") or []])
 
     # -- signing keys -----------------------------------------------------------------------------
+
+    async def _publish(self, keys: list[dict]) -> None:
+        # The worker verifies and signs tokens with what it reads here (see sessions.signing_keys).
+        await self.env.KV.put(KEYS_KV, json.dumps(keys))
+
+    async def publishKeys(self) -> str:
+        """The keys, published again (a deployment whose KV has none yet)."""
+        keys = await self._keys()
+        await self._publish(keys)
+        return _ok(keys)
 
     async def rotateKeys(self) -> str:
         """Cron: a new signing key; the old one verifies for one more token lifetime."""
         keys = auth.rotate_keys(await self._keys(), Date.now())
         await jput(self.ctx.storage, "keys", keys)
+        await self._publish(keys)
         return _ok([k["kid"] for k in keys])
 
     async def keyIds(self) -> str:
         return _ok([{"kid": k["kid"], "retired": k["retired"]} for k in await self._keys()])
-
-    async def sessionCount(self, uid: str) -> str:
-        sids = await jget(self.ctx.storage, f"usess:{uid}") or []
-        sessions = await jget_many(self.ctx.storage, [f"sess:{s}" for s in sids])
-        return _ok(sum(1 for s in sessions.values() if s and not s.get("revoked")))

@@ -20,6 +20,7 @@ import auth
 import bots
 import emoticons
 import events
+import sessions
 from bots import AIQuota
 from directory import Directory, directory
 from inbox import Inbox
@@ -28,10 +29,11 @@ from presence import PresenceRoom, presence
 from protocol import BODIES, ERRORS, ProtocolError, loads, validate
 from ratelimit import RateLimiter
 from rooms import ChatRoom
+from sessions import Session
 from sockets import TRUSTED_USER_HEADER
 from store import py
 
-__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "AIQuota", "RateLimiter", "ROUTES"]
+__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "Session", "AIQuota", "RateLimiter", "ROUTES"]
 
 MAX_BODY_BYTES = 16 * 1024
 # A valid hash of a random password, checked when the username is unknown so that sign-in takes the
@@ -210,7 +212,8 @@ class Default(WorkerEntrypoint):
         header = request.headers.get("authorization") or ""
         if not header.lower().startswith("bearer "):
             raise ApiError("not_authenticated", "send Authorization: Bearer <access token>")
-        return _rpc(await directory(self.env).verify(header[7:].strip()))
+        # No object on this path: the signature is checked here, the session against its KV marker.
+        return _rpc(await sessions.http_claims(self.env, header[7:].strip()))
 
     async def _body(self, request, schema_name: str) -> dict:
         raw = await request.text()
@@ -237,7 +240,7 @@ class Default(WorkerEntrypoint):
         body = await self._body(request, "register")
         hashed = auth.hash_password(body["password"])
         user = _rpc(await directory(self.env).createUser(body["username"], hashed, body.get("displayName", "")))
-        return _rpc(await directory(self.env).createSession(user["id"]))
+        return await self._new_session(user["id"])
 
     async def _login(self, request, claims, query):
         body = await self._body(request, "login")
@@ -253,33 +256,47 @@ class Default(WorkerEntrypoint):
             await limiter.take("login_failure")
             events.emit(self.env, "login_failure", blobs=("password",))
             raise ApiError("bad_credentials", "wrong username or password")
-        session = _rpc(await directory(self.env).createSession(found["data"]["id"]))
+        session = await self._new_session(found["data"]["id"])
         events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
         return session
 
+    async def _new_session(self, uid: str) -> dict:
+        created = _rpc(await directory(self.env).createSession(uid))
+        out = await sessions.issue_tokens(self.env, created["session"])
+        out["refreshToken"] = created["refreshToken"]
+        return out
+
     async def _refresh(self, request, claims, query):
         body = await self._body(request, "refresh")
-        result = py(await directory(self.env).refresh(body["refreshToken"]))
+        sid = auth.refresh_session_id(body["refreshToken"])
+        if sid is None:
+            raise ApiError("refresh_invalid", "refresh token invalid")
+        result = py(await sessions.session_stub(self.env, sid).refresh(body["refreshToken"]))
         if not result.get("ok"):
             if result.get("revoked"):
+                await sessions.revoke_sessions(self.env, [sid])  # the marker; the object is revoked already
                 await close_sessions(self.env, result["revoked"], "session_revoked")
                 events.emit(self.env, "session_revoked", blobs=("refresh_reuse",))
             raise ApiError(result["code"], result["message"])
-        events.emit(self.env, "token_refresh", user=result["data"]["user"]["id"])
-        return result["data"]
+        out = await sessions.issue_tokens(self.env, result["data"]["session"])
+        out["refreshToken"] = result["data"]["refreshToken"]
+        events.emit(self.env, "token_refresh", user=out["user"]["id"])
+        return out
 
     # -- signed-in routes -----------------------------------------------------------------------
 
     async def _logout(self, request, claims, query):
         body = await self._body(request, "logout")
         everywhere = bool(body.get("everywhere"))
-        revoked = _rpc(await directory(self.env).revoke(claims["sub"], claims["sid"], everywhere))
+        sids = _rpc(await directory(self.env).sessionsOf(claims["sub"])) if everywhere else [claims["sid"]]
+        revoked = await sessions.revoke_sessions(self.env, sids)
         closed = await close_sessions(self.env, revoked, "session_revoked")
         events.emit(self.env, "session_revoked", blobs=("everywhere" if everywhere else "logout",))
         return {"revokedSessions": len(revoked), "closedSockets": closed}
 
     async def _me(self, request, claims, query):
-        user = _rpc(await directory(self.env).getUser(claims["sub"]))
+        # From the verified token (display names never change after registration): no object call.
+        user = {"id": claims["sub"], "username": claims["usr"], "displayName": claims["name"]}
         entry = py(await presence(self.env).own(claims["sub"]))
         user.update({"status": entry["status"], "message": entry.get("message", ""), "sessionId": claims["sid"]})
         return user
@@ -291,7 +308,8 @@ class Default(WorkerEntrypoint):
     async def _delete_me(self, request, claims, query):
         uid = claims["sub"]
         result = _rpc(await directory(self.env).deleteUser(uid))
-        closed = await close_sessions(self.env, result["sessions"], "account_deleted")
+        erased = await sessions.revoke_sessions(self.env, result["sessions"], erase=True)
+        closed = await close_sessions(self.env, erased, "account_deleted")
         await self.env.INBOX.getByName(uid).wipe()
         await presence(self.env).forget(uid)
         return {"deleted": uid, "at": Date.now(), "closedSockets": closed,
@@ -368,7 +386,7 @@ class Default(WorkerEntrypoint):
         bearer = next((p[len("bearer."):] for p in offered if p.startswith("bearer.")), None)
         if bearer:
             # Sub-protocol auth: verified here, passed to the object in a header only we can set.
-            claims = _rpc(await directory(self.env).verify(bearer))
+            claims = _rpc(await sessions.socket_claims(self.env, bearer))
             headers[TRUSTED_USER_HEADER] = json.dumps(claims)
         return await stub.fetch(Request(request.url, headers=headers))
 

@@ -14,7 +14,7 @@ from js import Date, WebSocketPair, WebSocketRequestResponsePair
 from workers import DurableObject, Response
 
 import events
-from directory import directory
+import sessions
 from protocol import CLOSE, PING, PONG, error_frame
 from store import py
 
@@ -129,12 +129,13 @@ class SocketHost(DurableObject):
     # -- authentication ---------------------------------------------------------------------------
 
     async def _verify(self, token: str) -> dict:
-        return py(await directory(self.env).verify(token))
+        # Signature here, liveness from the session's own object (authoritative; never a global object).
+        return await sessions.socket_claims(self.env, token)
 
     async def _auth_frame(self, ws, att: dict, frame: dict) -> None:
         if att.get("authed"):
             # A client re-authenticates once per token lifetime; a flood of auth frames on an open
-            # socket must not turn into a flood of calls to the one Directory object.
+            # socket must not turn into a flood of calls to the session's object.
             now = Date.now()
             wait = att.get("reauthAt", 0) + REAUTH_MIN_MS - now
             if wait > 0:
@@ -180,9 +181,9 @@ class SocketHost(DurableObject):
         events.emit(self.env, "ws_connect", blobs=(self.kind,), user=claims["sub"])
 
     async def _register(self, ws, att: dict, room: str) -> bool:
-        """Tell the Directory this session has a socket in `room`; close the socket if the session is gone."""
+        """Tell the session's object it has a socket in `room`; close the socket if the session is gone."""
         try:
-            result = py(await directory(self.env).noteRoom(att["sid"], room))
+            result = py(await sessions.session_stub(self.env, att["sid"]).noteRoom(room))
         except Exception as error:
             print(f"{self.kind}: noteRoom failed: {error!r}")
             return True

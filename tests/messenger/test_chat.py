@@ -249,7 +249,7 @@ async def test_history_survives_a_redeploy_that_renames_the_room_class(tmp_path)
             f.write("\n\nclass ChatRoomV2(ChatRoom):\n    \"\"\"The same room under its new name.\"\"\"\n")
         raw["durable_objects"]["bindings"] = [b if b["name"] != "CHAT" else {**b, "class_name": "ChatRoomV2"}
                                               for b in raw["durable_objects"]["bindings"]]
-        raw["migrations"].append({"tag": "v3", "renamed_classes": [{"from": "ChatRoom", "to": "ChatRoomV2"}]})
+        raw["migrations"].append({"tag": "rename-chatroom", "renamed_classes": [{"from": "ChatRoom", "to": "ChatRoomV2"}]})
         config.write_text(json.dumps(raw))
         await rt.redeploy(config)
         alice = await login(rt, "alice")

@@ -40,7 +40,7 @@ async def test_reauth_with_a_revoked_sessions_token_closes_the_socket(rt):
     s1 = await login(rt, "alice")
     ws, _ = await room(rt, "general", s1)
     refreshed = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": s1["refreshToken"]})
-    await rt.env.DIRECTORY.getByName("directory").revoke("ualice", s1["sessionId"], False)  # no socket closing
+    await rt.env.SESSIONS.getByName(s1["sessionId"]).revoke()  # the session's object only: no socket closing
     await ws.send(json.dumps({"type": "auth", "token": refreshed["accessToken"]}))
     err, _ = await frames_until(ws, "error")
     assert err["code"] == "session_revoked"
@@ -246,16 +246,14 @@ async def test_a_message_sent_while_a_socket_authenticates_reaches_it_once(rt):
 
 async def test_a_socket_verified_just_before_its_session_was_revoked_is_closed_when_it_registers(rt, monkeypatch):
     """Revocation closes the rooms a session registered; a socket registering after it must close itself."""
-    directory_mod = rt.worker_module("directory")
-    auth_mod = rt.worker_module("auth")
+    sessions_mod = rt.worker_module("sessions")
 
-    async def verify_without_session_check(self, token):  # the state a racing verify saw: session still live
-        keys = await self._keys()
-        return directory_mod._ok(auth_mod.verify_access_token(token, keys, int(rt.now() * 1000)))
+    async def check_that_saw_a_live_session(self, uid):  # the state a racing verify saw: session still live
+        return sessions_mod._ok({"expires": int(rt.now() * 1000) + 60_000})
 
     alice = await login(rt, "alice")
-    await rt.env.DIRECTORY.getByName("directory").revoke("ualice", alice["sessionId"], False)
-    monkeypatch.setattr(directory_mod.Directory, "verify", verify_without_session_check)
+    await rt.env.SESSIONS.getByName(alice["sessionId"]).revoke()
+    monkeypatch.setattr(sessions_mod.Session, "check", check_that_saw_a_live_session)
     for path in ("/ws/room/general", "/ws/presence"):
         ws = await rt.websocket(path)
         await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
@@ -353,25 +351,25 @@ async def test_password_guessing_is_limited_per_username(rt):
         await login(rt, "alice")
 
 
-async def test_re_auth_floods_do_not_reach_the_directory(rt):
+async def test_re_auth_floods_do_not_reach_the_session_object(rt):
     """An open socket re-authenticates once per token lifetime; a flood of auth frames is refused early."""
     alice = await login(rt, "alice")
     ws, _ = await room(rt, "general", alice)
     calls = []
-    directory_mod = rt.worker_module("directory")
-    original = directory_mod.Directory.verify
+    sessions_mod = rt.worker_module("sessions")
+    original = sessions_mod.Session.check
 
-    async def counting(self, token):
+    async def counting(self, uid):
         calls.append(1)
-        return await original(self, token)
+        return await original(self, uid)
 
-    directory_mod.Directory.verify = counting
+    sessions_mod.Session.check = counting
     try:
         for _ in range(20):
             await ws.send(json.dumps({"type": "auth", "token": alice["accessToken"]}))
         await rt.settle()
     finally:
-        directory_mod.Directory.verify = original
+        sessions_mod.Session.check = original
     frames = drain(ws)
     assert [f["type"] for f in frames].count("reauthed") == 1
     assert {f["code"] for f in frames if f["type"] == "error"} == {"rate_limited"}

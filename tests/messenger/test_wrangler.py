@@ -8,7 +8,7 @@ from __future__ import annotations
 async def test_root_wrangler_toml_runs_under_the_default_fixture(cfemu_runtime):
     rt = cfemu_runtime
     assert rt.config.main.name == "entry.py"
-    for binding in ("CHAT", "PRESENCE", "INBOX", "DIRECTORY", "AI_QUOTA", "KV", "DELIVERY", "DB", "ARCHIVE",
+    for binding in ("CHAT", "PRESENCE", "INBOX", "DIRECTORY", "SESSIONS", "AI_QUOTA", "KV", "DELIVERY", "DB", "ARCHIVE",
                     "ANALYTICS", "AI", "ASSETS"):
         assert binding in rt.env, binding
     resp = await rt.fetch("/api/health")
