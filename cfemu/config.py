@@ -43,12 +43,16 @@ _BINDING_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 @dataclass(frozen=True)
 class KVNamespaceConfig:
+    """One `[[kv_namespaces]]` entry of wrangler.toml (binding -> namespace id)."""
+
     binding: str
     id: str
 
 
 @dataclass(frozen=True)
 class DurableObjectBindingConfig:
+    """One `[[durable_objects.bindings]]` entry of wrangler.toml."""
+
     name: str
     class_name: str
     script_name: str | None = None
@@ -56,6 +60,8 @@ class DurableObjectBindingConfig:
 
 @dataclass(frozen=True)
 class MigrationConfig:
+    """One `[[migrations]]` entry of wrangler.toml: the Durable Object class changes of a deploy."""
+
     tag: str
     new_classes: tuple[str, ...] = ()
     new_sqlite_classes: tuple[str, ...] = ()
@@ -66,6 +72,8 @@ class MigrationConfig:
 
 @dataclass(frozen=True)
 class QueueProducerConfig:
+    """One `[[queues.producers]]` entry of wrangler.toml."""
+
     binding: str
     queue: str
     delivery_delay: int = 0
@@ -73,6 +81,8 @@ class QueueProducerConfig:
 
 @dataclass(frozen=True)
 class QueueConsumerConfig:
+    """One `[[queues.consumers]]` entry of wrangler.toml, with Cloudflare's defaults."""
+
     queue: str
     max_batch_size: int = 10
     max_batch_timeout: float = 5
@@ -85,12 +95,16 @@ class QueueConsumerConfig:
 
 @dataclass(frozen=True)
 class AnalyticsEngineConfig:
+    """One `[[analytics_engine_datasets]]` entry of wrangler.toml."""
+
     binding: str
     dataset: str
 
 
 @dataclass(frozen=True)
 class D1DatabaseConfig:
+    """One `[[d1_databases]]` entry of wrangler.toml (migrations_dir resolved against the config)."""
+
     binding: str
     database_name: str
     database_id: str
@@ -100,12 +114,16 @@ class D1DatabaseConfig:
 
 @dataclass(frozen=True)
 class R2BucketConfig:
+    """One `[[r2_buckets]]` entry of wrangler.toml."""
+
     binding: str
     bucket_name: str
 
 
 @dataclass(frozen=True)
 class RateLimitConfig:
+    """One `[[ratelimits]]` (or `[[unsafe.bindings]]` type "ratelimit") entry: the Rate Limiting binding."""
+
     name: str
     namespace_id: str
     limit: int
@@ -114,11 +132,15 @@ class RateLimitConfig:
 
 @dataclass(frozen=True)
 class AIConfig:
+    """The `[ai]` section of wrangler.toml (the Workers AI binding)."""
+
     binding: str
 
 
 @dataclass(frozen=True)
 class AssetsConfig:
+    """The `[assets]` section of wrangler.toml (Workers static assets)."""
+
     directory: Path
     binding: str | None = None
     not_found_handling: str = "none"  # none | 404-page | single-page-application
