@@ -27,10 +27,12 @@ _sessions: dict[int, Any] = {}
 
 
 def current_runtime() -> Runtime | None:
+    """The runtime running the calling worker code (None outside one); backs `workers.env`, `waitUntil`, `fetch` and `js`."""
     return _runtime.get()
 
 
 def use_runtime(runtime: Runtime | None) -> contextvars.Token:
+    """Make `runtime` the current one for this context; undo with `reset_runtime(token)`."""
     return _runtime.set(runtime)
 
 
@@ -44,10 +46,12 @@ def current_invocation() -> object | None:
 
 
 def begin_invocation() -> contextvars.Token:
+    """Mark the start of one event (fetch, alarm, queue batch...); undo with `end_invocation(token)`."""
     return _invocation.set(object())
 
 
 def end_invocation(token: contextvars.Token) -> None:
+    """End the event `begin_invocation` started."""
     _invocation.reset(token)
 
 

@@ -17,6 +17,7 @@ _FILE = "dev.json"
 
 
 def write_dev_info(state_dir: Path, url: str) -> None:
+    """Record (atomically) that this process serves `state_dir` at `url`, for CLI commands to find."""
     state_dir.mkdir(parents=True, exist_ok=True)
     tmp = state_dir / f".{_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps({"pid": os.getpid(), "url": url}))
@@ -24,6 +25,7 @@ def write_dev_info(state_dir: Path, url: str) -> None:
 
 
 def remove_dev_info(state_dir: Path) -> None:
+    """Forget the record `write_dev_info` made, if this process made it."""
     path = state_dir / _FILE
     try:
         info = json.loads(path.read_text())

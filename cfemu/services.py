@@ -88,6 +88,7 @@ def _enabled(config: WorkerConfig, attribute: str) -> bool:
 
 
 def create_services(host: Host) -> list[Service]:
+    """One service per binding kind the config uses, in `SERVICES` order (not started yet)."""
     services = []
     for attribute, target in SERVICES:
         if not _enabled(host.config, attribute):

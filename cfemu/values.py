@@ -99,6 +99,7 @@ def serialize(value: Any) -> bytes:
 
 
 def deserialize(data: bytes) -> Any:
+    """Decode what `serialize` produced."""
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, timestamp=0)
 
 

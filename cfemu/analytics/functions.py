@@ -93,6 +93,7 @@ class _Call:
 
 
 def call(tr: Translator, node: exp.Expression, scope: Scope) -> Typed:
+    """Translate one Analytics Engine SQL function call to DuckDB SQL, typed as ClickHouse types it."""
     c = _Call(tr, node, scope)
     handler = _TABLE.get(c.name.lower())
     if handler is None:

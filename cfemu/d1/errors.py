@@ -71,6 +71,7 @@ def _js_type_and_text(value: Any) -> tuple[str, str]:
 
 
 def type_error(value: Any) -> JsException:
+    """D1's `D1_TYPE_ERROR` for a bound value D1 cannot store ("Type '...' not supported for value '...'")."""
     js_type, text = _js_type_and_text(value)
     return d1_error(D1_TYPE_ERROR, TYPE_NOT_SUPPORTED.format(type=js_type, value=text))
 

@@ -23,6 +23,8 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class Migration:
+    """One file of a D1 migrations_dir, as `wrangler d1 migrations list` shows it."""
+
     name: str
     path: Path
     applied_at: str | None = None
@@ -57,6 +59,7 @@ def applied_migrations(storage: D1Storage, table: str) -> dict[str, str]:
 
 
 def pending_migrations(storage: D1Storage, directory: Path, table: str) -> list[Migration]:
+    """The migration files not yet recorded in `table`, in the order `wrangler d1 migrations apply` runs them."""
     done = applied_migrations(storage, table)
     return [Migration(p.name, p) for p in migration_files(directory) if p.name not in done]
 

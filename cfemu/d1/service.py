@@ -15,6 +15,7 @@ __all__ = ["D1Service", "database_path"]
 
 
 def database_path(state_dir: Path, database_id: str) -> Path:
+    """Where a D1 database's SQLite file lives under a state directory."""
     return Path(state_dir) / "d1" / f"{database_id}.sqlite"
 
 

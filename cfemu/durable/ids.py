@@ -23,6 +23,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def namespace_key(script_name: str, class_name: str) -> bytes:
+    """The key a Durable Object namespace derives its ids under, from "<worker>-<Class>" as workerd does."""
     return hashlib.sha256(f"{script_name}-{class_name}".encode()).digest()
 
 
@@ -64,6 +65,7 @@ class DurableObjectId:
 
 
 def id_from_name(key: bytes, name: str) -> DurableObjectId:
+    """`DurableObjectNamespace.idFromName`: the same name always gives the same id."""
     if not isinstance(name, str):
         raise JsTypeError(f"idFromName() takes a string, not {type(name).__name__}.")
     first = hmac.new(key, name.encode(), hashlib.sha256).digest()[:16]
@@ -71,11 +73,13 @@ def id_from_name(key: bytes, name: str) -> DurableObjectId:
 
 
 def new_unique_id(key: bytes) -> DurableObjectId:
+    """`DurableObjectNamespace.newUniqueId`: a random id valid only for this namespace."""
     first = os.urandom(16)
     return DurableObjectId((first + _mac(key, first)).hex(), key)
 
 
 def id_from_string(key: bytes, value: str) -> DurableObjectId:
+    """`DurableObjectNamespace.idFromString`: checks the 64 hex digits and that the id is this namespace's."""
     if not isinstance(value, str) or not _HEX64.match(value):
         raise JsTypeError(ID_NOT_HEX)
     raw = bytes.fromhex(value)

@@ -21,6 +21,8 @@ __all__ = ["ClassInfo", "ClassTable", "apply_migrations"]
 
 @dataclass
 class ClassInfo:
+    """A Durable Object class as the applied `[[migrations]]` leave it."""
+
     name: str  # current class name
     key_name: str  # the name it was created under: ids and storage are keyed by it
     sqlite: bool

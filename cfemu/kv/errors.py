@@ -60,6 +60,7 @@ def kv_failed(method: str, status: int, text: str) -> JsException:
 
 
 def key_too_long(method: str, length: int) -> JsException:
+    """KV's 414 error for a key over 512 UTF-8 bytes."""
     return kv_failed(method, 414, KEY_LENGTH.format(length=length, limit=MAX_KEY_SIZE))
 
 

@@ -22,6 +22,8 @@ class Entry(NamedTuple):
 
 
 class ListedKey(NamedTuple):
+    """One row of a KV list: what `KVNamespace.list` reports for a key."""
+
     key: bytes
     expiration: int | None
     metadata: str | None

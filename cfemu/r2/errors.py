@@ -97,4 +97,5 @@ def js_string(value: object) -> str:
 
 
 def r2_error(action: str, failure: R2Failure) -> JsException:
+    """The plain `Error` workerd throws for a failed R2 call: "<action>: <message> (<code>)"."""
     return JsException(f"{action}: {failure.message} ({failure.code})")

@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS parts (
 
 @dataclass
 class ObjectRow:
+    """One R2 object's metadata row (the body lives in a blob file named by `blob_id`)."""
+
     key: str
     blob_id: str
     version: str
