@@ -54,6 +54,8 @@ def _format(args: tuple) -> str:
 
 
 class console:  # noqa: N801 - the JS global's name
+    """The JS `console`: log/info/debug/warn/error go to the `cfemu.console` logger."""
+
     @staticmethod
     def log(*args: Any) -> None:
         log.info("%s", _format(args))
@@ -110,6 +112,7 @@ def setTimeout(fn: Any, delay: float = 0, *args: Any) -> int:
 
 
 def setInterval(fn: Any, delay: float = 0, *args: Any) -> int:
+    """JS `setInterval`: run `fn` every `delay` ms (at least 1) on the runtime's clock until cleared."""
     timer_id = next(_timer_ids)
     clock = _clock()
 
@@ -124,6 +127,7 @@ def setInterval(fn: Any, delay: float = 0, *args: Any) -> int:
 
 
 def clearTimeout(timer_id: int | None) -> None:
+    """JS `clearTimeout` (also `clearInterval`): cancel a timer; an unknown id is ignored, as in JS."""
     handle = _timers.pop(timer_id, None) if timer_id is not None else None
     if handle is not None:
         handle.cancel()
@@ -143,6 +147,8 @@ def _spawn(result: Any) -> None:
 
 
 class Object:
+    """The JS `Object` global: `fromEntries` (a dict with attribute access), `keys`, `values`, `entries`, `new`."""
+
     @staticmethod
     def fromEntries(entries: Any) -> JsObject:
         if isinstance(entries, dict):
@@ -235,6 +241,8 @@ class URLSearchParams:
 
 
 class Array:
+    """The JS `Array` global: `Array.new(...)` and `Array.isArray`, over Python lists."""
+
     @staticmethod
     def new(*items: Any) -> list:
         return list(items)
@@ -245,6 +253,8 @@ class Array:
 
 
 class JSON:
+    """The JS `JSON` global: `stringify` (compact unless `space`) and `parse` (SyntaxError on bad input)."""
+
     @staticmethod
     def stringify(value: Any, replacer: Any = None, space: Any = None) -> str:
         if space:
@@ -262,6 +272,8 @@ class JSON:
 
 
 class crypto:  # noqa: N801
+    """The JS `crypto` global: `randomUUID` and `getRandomValues` (no `subtle`)."""
+
     @staticmethod
     def randomUUID() -> str:
         return str(uuid.uuid4())

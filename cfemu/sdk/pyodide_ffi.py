@@ -48,13 +48,16 @@ def to_js(obj: Any, *, depth: int = -1, dict_converter: Any = None, create_pypro
 
 
 def create_proxy(obj: Any, *, capture_this: bool = False, roundtrip: bool = True) -> _Proxy:
+    """Pyodide's `create_proxy`: a wrapper with `destroy()`; nothing crosses into JS in cfemu."""
     return _Proxy(obj)
 
 
 def create_once_callable(obj: Any) -> _Proxy:
+    """Pyodide's `create_once_callable`: like `create_proxy` here (the once-only rule is not enforced)."""
     return _Proxy(obj)
 
 
 def destroy_proxies(proxies: Any) -> None:
+    """Pyodide's `destroy_proxies`: `destroy()` each proxy."""
     for proxy in proxies:
         proxy.destroy()
