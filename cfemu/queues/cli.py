@@ -79,10 +79,11 @@ def list_queues(config_path: str, env: str | None, persist_to: str | None, as_js
     if answer is not None:
         rows = answer["queues"]
     else:
-        import time
+        from ..clock import RealClock
 
         store = _store(state)
-        rows = [] if store is None else [asdict(c) for c in store.counts(time.time(), _configured(config))]
+        now = RealClock().now()  # offline there is no runtime: its clock would be the real one
+        rows = [] if store is None else [asdict(c) for c in store.counts(now, _configured(config))]
         if store is not None:
             store.close()
         known = {r["queue"] for r in rows}
