@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+__all__ = ["cfemu_runtime", "pytest_configure"]
+
 try:
     import pytest_asyncio
 
@@ -19,6 +21,7 @@ except ImportError:  # pragma: no cover - cfemu installed without its test extra
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """pytest hook: registers the `cfemu_config(path)` marker."""
     config.addinivalue_line("markers", "cfemu_config(path): run the cfemu_runtime fixture on this wrangler config")
 
 
