@@ -17,7 +17,7 @@ DEFAULT_STATE = ".cfemu/state"
 _LAZY_COMMANDS = {
     "d1": ("cfemu.d1.cli:d1", "D1 databases: execute SQL, apply migrations."),
     "analytics": ("cfemu.analytics.cli:analytics", "Analytics Engine: query the stored data points with SQL."),
-    "kv": ("cfemu.kv_cli:kv", "Workers KV: get, put, list and delete keys."),
+    "kv": ("cfemu.kv.cli:kv", "Workers KV: get, put, list and delete keys."),
     "r2": ("cfemu.r2.cli:r2", "R2 buckets: put, get, delete and list objects."),
     "queues": ("cfemu.queues.cli:queues", "Queues: depth, in flight, dead-lettered; purge."),
 }

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .cli import open_state, state_options
+from ..cli import open_state, state_options
 
 __all__ = ["kv"]
 
@@ -40,8 +40,8 @@ def _namespace_options(func: Any) -> Any:
 
 
 def _open(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None):
-    from .clock import RealClock
-    from .kv import KVNamespace, namespace_path
+    from ..clock import RealClock
+    from . import KVNamespace, namespace_path
 
     config, state = open_state(config_path, env, persist_to)
     if (binding is None) == (namespace_id is None):
@@ -61,7 +61,7 @@ def _open(config_path: str, env: str | None, persist_to: str | None, binding: st
 
 
 def _run(coro: Any) -> Any:
-    from .errors import JsException
+    from ..errors import JsException
 
     try:
         return asyncio.run(coro)
@@ -195,7 +195,7 @@ def namespace() -> None:
 @state_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {binding, id, keys}.")
 def namespace_list(config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
-    from .kv import KVStore, namespace_path
+    from . import KVStore, namespace_path
 
     config, state = open_state(config_path, env, persist_to)
     rows = []
