@@ -17,7 +17,7 @@ from workers import DurableObject
 
 import auth
 import bots
-from sessions import KEYS_KV, publish_session, session_stub
+from sessions import KEYS_KV, session_stub
 from store import jget, jlist, jput, jput_many, py
 
 __all__ = ["Directory", "directory"]
@@ -130,8 +130,7 @@ class Directory(DurableObject):
         session = {"sid": sid, "uid": uid, "usr": user["username"], "name": user["displayName"],
                    "refreshHash": refresh_hash, "previousHashes": [], "created": now,
                    "expires": now + auth.REFRESH_TTL_MS, "revoked": False, "rooms": []}
-        await session_stub(self.env, sid).start(json.dumps(session))
-        await publish_session(self.env, sid, uid, session["expires"])
+        await session_stub(self.env, sid).start(json.dumps(session))  # it writes its KV marker too
         # Sessions past their recorded expiry are dropped from the list unless their object says a
         # refresh extended them (the refresh-token TTL, enforced lazily).
         kept = []

@@ -274,7 +274,6 @@ class Default(WorkerEntrypoint):
         result = py(await sessions.session_stub(self.env, sid).refresh(body["refreshToken"]))
         if not result.get("ok"):
             if result.get("revoked"):
-                await sessions.revoke_sessions(self.env, [sid])  # the marker; the object is revoked already
                 await close_sessions(self.env, result["revoked"], "session_revoked")
                 events.emit(self.env, "session_revoked", blobs=("refresh_reuse",))
             raise ApiError(result["code"], result["message"])

@@ -19,7 +19,7 @@ import auth
 from store import jget, jput, py
 
 __all__ = ["Session", "session_stub", "signing_keys", "verify_local", "http_claims", "socket_claims",
-           "publish_session", "revoke_sessions", "issue_tokens", "KEYS_KV", "KEY_CACHE_MS"]
+           "revoke_sessions", "issue_tokens", "KEYS_KV", "KEY_CACHE_MS"]
 
 KEYS_KV = "auth:keys"                  # the signing keys, published by the Directory
 KEY_CACHE_MS = 30_000                  # how long an isolate trusts the keys it read
@@ -27,6 +27,7 @@ KEY_RELOAD_MS = 1_000                  # an unknown kid re-reads KV at most this
 MARKER_PREFIX = "session:"             # KV session:<sid> = {"uid"} while live, {"revoked": true} after
 MIN_KV_TTL_S = 60                      # KV's smallest expirationTtl
 REVOKED_MARKER_TTL_S = auth.ACCESS_TTL_MS // 1000 + 120  # outlives every token the session was issued
+REPUBLISH_MS = 60_000                  # a session object rewrites a missing marker at most this often
 
 _KEYS: dict = {}                       # this isolate's copy of the keys: {"keys", "at", "tried"}
 
@@ -87,7 +88,7 @@ async def http_claims(env, token: str) -> dict:
         return _err(error.code, error.message)
     raw = await env.KV.get(MARKER_PREFIX + claims["sid"])
     if raw is None:
-        # No marker (not yet visible here, or past its TTL while the session lives on): ask the session.
+        # No marker (not yet visible here): the session's object answers, and writes the marker again.
         return await _check_with_object(env, claims, republish=True)
     marker = json.loads(raw)
     if marker.get("revoked") or marker.get("uid") != claims["sub"]:
@@ -105,26 +106,29 @@ async def socket_claims(env, token: str) -> dict:
 
 
 async def _check_with_object(env, claims: dict, republish: bool) -> dict:
-    result = py(await session_stub(env, claims["sid"]).check(claims["sub"]))
+    result = py(await session_stub(env, claims["sid"]).check(claims["sub"], republish))
     if not result.get("ok"):
         return _err("session_revoked", "session revoked")
-    if republish:
-        await publish_session(env, claims["sid"], claims["sub"], result["data"]["expires"])
     return {"ok": True, "data": claims}
 
 
-async def publish_session(env, sid: str, uid: str, expires_ms: int) -> None:
-    """The live marker, kept in KV until the session's refresh token lapses."""
-    ttl = max(MIN_KV_TTL_S, (expires_ms - Date.now()) // 1000)
-    await env.KV.put(MARKER_PREFIX + sid, json.dumps({"uid": uid}), expirationTtl=ttl)
+async def _write_marker(env, sid: str, session: dict | None) -> None:
+    """KV `session:<sid>` as the stored session says: live until it lapses, or revoked."""
+    if session is None or session.get("revoked"):
+        value, ttl = {"revoked": True}, REVOKED_MARKER_TTL_S
+    else:
+        value, ttl = {"uid": session["uid"]}, max(MIN_KV_TTL_S, (session["expires"] - Date.now()) // 1000)
+    await env.KV.put(MARKER_PREFIX + sid, json.dumps(value), expirationTtl=ttl)
 
 
 async def revoke_sessions(env, sids: list[str], *, erase: bool = False) -> list[dict]:
-    """Revoke (or, for account deletion, erase) sessions: marker first, then the object; what to close."""
+    """Revoke (or, for account deletion, erase) sessions; returns [{sid, rooms}] whose sockets to close.
+
+    Each object writes the revoked marker before it answers, so HTTP refuses the session before any
+    socket is closed.
+    """
     out = []
     for sid in sids:
-        # The marker goes first so that HTTP refuses the session before any socket is closed.
-        await env.KV.put(MARKER_PREFIX + sid, json.dumps({"revoked": True}), expirationTtl=REVOKED_MARKER_TTL_S)
         stub = session_stub(env, sid)
         result = py(await (stub.erase() if erase else stub.revoke()))
         if result.get("data"):
@@ -157,9 +161,23 @@ class Session(DurableObject):
     async def _get(self) -> dict | None:
         return await jget(self.ctx.storage, "session")
 
-    async def _put(self, session: dict) -> None:
+    async def _put(self, session: dict, *, mark: bool = True) -> None:
         await jput(self.ctx.storage, "session", session)
         await self.ctx.storage.setAlarm(session["expires"])  # forget the session when it lapses
+        if mark:
+            await self._mark(session)
+
+    async def _mark(self, session: dict) -> None:
+        """Mirror the state into the KV marker.  A revocation may land while a live marker is being
+        written (the put lets other calls in), so the state is read again after it and a revoked
+        marker written last if it changed: a live marker never outlasts a revocation."""
+        sid = session["sid"]
+        await _write_marker(self.env, sid, session)
+        self._published = Date.now()
+        if not session.get("revoked"):
+            now = await self._get()
+            if now is None or now.get("revoked"):
+                await _write_marker(self.env, sid, None)
 
     async def start(self, session_json: str) -> str:
         """Called once by the Directory when the session is created."""
@@ -167,11 +185,16 @@ class Session(DurableObject):
         await self._put(session)
         return _ok(True)
 
-    async def check(self, uid: str) -> str:
-        """Live and belonging to `uid` (the authoritative answer for sockets)."""
+    async def check(self, uid: str, republish: bool = False) -> str:
+        """Live and belonging to `uid` (the authoritative answer for sockets; HTTP when KV had no marker)."""
         session = await self._get()
         if session is None or session.get("revoked") or session.get("uid") != uid:
             return _no("session_revoked", "session revoked")
+        if republish and Date.now() - getattr(self, "_published", 0) >= REPUBLISH_MS:
+            try:
+                await self._mark(session)
+            except Exception as error:  # KV refuses > 1 write/s per key; the next miss tries again
+                print(f"session: marker not written: {error!r}")
         return _ok({"expires": session["expires"]})
 
     async def alive(self) -> str:
@@ -206,7 +229,7 @@ class Session(DurableObject):
             return _no("session_revoked", "session revoked")
         if room not in session.setdefault("rooms", []):
             session["rooms"].append(room)
-            await self._put(session)
+            await self._put(session, mark=False)  # nothing the marker shows changed
         return _ok(True)
 
     async def revoke(self) -> str:
@@ -223,6 +246,8 @@ class Session(DurableObject):
         session = await self._get()
         await self.ctx.storage.deleteAlarm()
         await self.ctx.storage.deleteAll()
+        if session is not None:
+            await _write_marker(self.env, session["sid"], None)
         if session is None or session.get("revoked"):
             return _ok(None)
         return _ok({"sid": session["sid"], "rooms": session.get("rooms", [])})

@@ -248,7 +248,7 @@ async def test_a_socket_verified_just_before_its_session_was_revoked_is_closed_w
     """Revocation closes the rooms a session registered; a socket registering after it must close itself."""
     sessions_mod = rt.worker_module("sessions")
 
-    async def check_that_saw_a_live_session(self, uid):  # the state a racing verify saw: session still live
+    async def check_that_saw_a_live_session(self, uid, republish=False):  # the state a racing verify saw: session still live
         return sessions_mod._ok({"expires": int(rt.now() * 1000) + 60_000})
 
     alice = await login(rt, "alice")
@@ -359,9 +359,9 @@ async def test_re_auth_floods_do_not_reach_the_session_object(rt):
     sessions_mod = rt.worker_module("sessions")
     original = sessions_mod.Session.check
 
-    async def counting(self, uid):
+    async def counting(self, uid, republish=False):
         calls.append(1)
-        return await original(self, uid)
+        return await original(self, uid, republish)
 
     sessions_mod.Session.check = counting
     try:
