@@ -18,6 +18,7 @@ import click
 from ..cli import open_state, state_options
 from ..coro import run_nonsuspending
 from ..errors import JsException
+from .errors import NO_STATEMENTS
 
 __all__ = ["d1", "split_statements"]
 
@@ -121,7 +122,7 @@ def execute(database: str, config_path: str, env: str | None, persist_to: str | 
         db = _pick(service, database)
         statements = split_statements(sql)
         if not statements:
-            raise click.ClickException("No SQL statements detected.")
+            raise click.ClickException(NO_STATEMENTS)
         storage = service.storage(db.binding)
         try:
             results = storage.batch([(s, ()) for s in statements])
