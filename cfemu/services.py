@@ -94,12 +94,6 @@ def create_services(host: Host) -> list[Service]:
         if not _enabled(host.config, attribute):
             continue
         module_name, class_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name and module_name.startswith(e.name):
-                host.log.warning("%s: bindings of this kind are not supported yet; skipped", attribute)
-                continue
-            raise
+        module = importlib.import_module(module_name)
         services.append(getattr(module, class_name)(host))
     return services
