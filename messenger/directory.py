@@ -34,6 +34,11 @@ def _public(user: dict) -> dict:
     return {"id": user["id"], "username": user["username"], "displayName": user["displayName"]}
 
 
+def _sids(entries) -> list[str]:
+    """Session ids of a `usess:` list ({sid, expires} entries; bare ids from before Session objects)."""
+    return [e["sid"] if isinstance(e, dict) else e for e in entries or []]
+
+
 def _err(code: str, message: str) -> str:
     return json.dumps({"ok": False, "code": code, "message": message})
 
@@ -107,8 +112,9 @@ class Directory(DurableObject):
         user = await jget(storage, f"user:{uid}")
         if user is None:
             return _err("not_found", "no such user")
-        sids = [e["sid"] for e in await jget(storage, f"usess:{uid}") or []]
-        await storage.delete([f"user:{uid}", f"name:{user['username']}", f"usess:{uid}"])
+        sids = _sids(await jget(storage, f"usess:{uid}"))
+        # `sess:` records were written before sessions had their own objects (nothing reads them now).
+        await storage.delete([f"user:{uid}", f"name:{user['username']}", f"usess:{uid}", *(f"sess:{s}" for s in sids)])
         return _ok({"sessions": sids})
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -135,6 +141,8 @@ class Directory(DurableObject):
         # refresh extended them (the refresh-token TTL, enforced lazily).
         kept = []
         for entry in await jget(storage, f"usess:{uid}") or []:
+            if not isinstance(entry, dict):
+                continue  # a session id from before sessions had their own objects: it can do nothing now
             if entry["expires"] <= now:
                 expires = py(await session_stub(self.env, entry["sid"]).alive())["data"]
                 if expires is None:
@@ -148,7 +156,7 @@ class Directory(DurableObject):
 
     async def sessionsOf(self, uid: str) -> str:
         """The user's session ids (sign out everywhere)."""
-        return _ok([e["sid"] for e in await jget(self.ctx.storage, f"usess:{uid}") or []])
+        return _ok(_sids(await jget(self.ctx.storage, f"usess:{uid}")))
 
     # -- signing keys -----------------------------------------------------------------------------
 
