@@ -1,8 +1,10 @@
 """How CLI commands find a `cfemu dev` that is serving the same state directory.
 
-`cfemu dev` writes `<state>/dev.json` (pid and URL) while it serves and removes it on exit; a
-command that touches state asks `running_server(state_dir)` and talks to the server when there is
-one (so the server's caches stay right), or opens the files directly when there is none.
+`cfemu dev` writes `<state>/dev.json` (pid and URL) while it serves and removes it on exit.  The
+commands whose state lives partly in the server's memory (`cfemu queues`: what is in flight;
+`cfemu analytics`: the DuckDB file it holds) ask `running_server(state_dir)` and talk to the server
+when there is one, or open the files directly when there is none.  The KV, D1 and R2 commands always
+open their SQLite files directly (WAL lets them share the files with a running server).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`cfemu kv key put|get|list|delete`: wrangler's KV verbs over the local state directory.
+"""`cfemu kv key put|get|list|delete` and `cfemu kv namespace list`: wrangler's KV verbs on local state.
 
 The namespace file is opened directly: SQLite's WAL lets this run beside a `cfemu dev` serving the
 same state directory (each write is committed before the command returns, and the server reads it on
