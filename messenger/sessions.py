@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import jwt
 from js import Date
 from workers import DurableObject
 
@@ -23,13 +24,14 @@ __all__ = ["Session", "session_stub", "signing_keys", "verify_local", "http_clai
 
 KEYS_KV = "auth:keys"                  # the signing keys, published by the Directory
 KEY_CACHE_MS = 30_000                  # how long an isolate trusts the keys it read
-KEY_RELOAD_MS = 1_000                  # an unknown kid re-reads KV at most this often
+KEY_RELOAD_MS = 1_000                  # one unknown kid re-reads KV at most this often
 MARKER_PREFIX = "session:"             # KV session:<sid> = {"uid"} while live, {"revoked": true} after
 MIN_KV_TTL_S = 60                      # KV's smallest expirationTtl
 REVOKED_MARKER_TTL_S = auth.ACCESS_TTL_MS // 1000 + 120  # outlives every token the session was issued
 REPUBLISH_MS = 60_000                  # a session object rewrites a missing marker at most this often
 
-_KEYS: dict = {}                       # this isolate's copy of the keys: {"keys", "at", "tried"}
+_KEYS: dict = {}                       # this isolate's copy of the keys: {"keys", "at"}
+_MISSED: dict[str, int] = {}           # kid -> when a re-read last failed to find it
 
 
 def session_stub(env, sid: str):
@@ -58,10 +60,14 @@ async def signing_keys(env, now: int, *, fresh: bool = False, kid: object = None
     at = _KEYS.get("at")
     stale = at is None or not 0 <= now - at < KEY_CACHE_MS
     unknown = kid is not None and all(k["kid"] != kid for k in _KEYS.get("keys", []))
-    if unknown and not stale and 0 <= now - _KEYS.get("tried", at) < KEY_RELOAD_MS:
-        unknown = False  # re-read at most once a second, so forged kids cannot hammer KV
+    if unknown and 0 <= now - _MISSED.get(kid, -KEY_RELOAD_MS) < KEY_RELOAD_MS:
+        unknown = False  # the same unknown kid re-reads at most once a second (a forged token's kid)
     if fresh or stale or unknown:
-        _KEYS.update(keys=await _read_keys(env), at=now, tried=now)
+        _KEYS.update(keys=await _read_keys(env), at=now)
+        if unknown and all(k["kid"] != kid for k in _KEYS["keys"]):
+            if len(_MISSED) >= 256:
+                _MISSED.clear()
+            _MISSED[kid] = now
     return _KEYS["keys"]
 
 
@@ -70,10 +76,8 @@ async def verify_local(env, token: object, now: int) -> dict:
     kid = None
     if isinstance(token, str) and len(token) <= 4096:
         try:
-            import jwt
-
             kid = jwt.get_unverified_header(token).get("kid")
-        except Exception:
+        except jwt.PyJWTError:
             kid = None
     keys = await signing_keys(env, now, kid=kid if isinstance(kid, str) else None)
     return auth.verify_access_token(token, keys, now)
