@@ -12,10 +12,13 @@ import hmac
 import secrets
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
     "ACCESS_TTL_MS", "REFRESH_TTL_MS", "AuthError", "DEMO_ACCOUNTS",
-    "hash_password", "verify_password", "new_signing_key", "key_usable", "rotate_keys", "current_key",
+    "hash_password", "verify_password", "new_signing_key", "is_signing_key", "public_key_record", "public_keys",
+    "key_usable", "prune_keys", "rotate_keys", "current_key",
     "issue_access_token", "verify_access_token", "new_refresh_token", "hash_refresh_token",
     "refresh_session_id", "check_refresh", "USERNAME_RE",
 ]
@@ -23,7 +26,7 @@ __all__ = [
 ACCESS_TTL_MS = 20 * 60 * 1000          # access tokens live 20 minutes
 REFRESH_TTL_MS = 7 * 24 * 3600 * 1000   # a refresh token (and its session) lives a week unless rotated
 ISSUER = "cf-messenger"
-ALGORITHM = "HS256"
+ALGORITHM = "EdDSA"                     # Ed25519; the only algorithm verification accepts
 USERNAME_RE = r"^[a-z][a-z0-9_]{2,23}$"
 
 # Modest scrypt cost: ~50 ms and 16 MiB per hash, affordable inside a Worker's CPU budget.
@@ -90,10 +93,42 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 # -- signing keys -----------------------------------------------------------------------------
+#
+# Ed25519: the private half stays in the Directory's storage (the one object that signs); KV and the
+# worker only ever see the public half, so reading the namespace does not let anyone mint tokens.
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
 
 def new_signing_key(now_ms: int) -> dict:
-    """A fresh HS256 key record: {kid, secret, created, retired}."""
-    return {"kid": "k" + secrets.token_hex(6), "secret": _b64(secrets.token_bytes(32)), "created": now_ms, "retired": None}
+    """A fresh Ed25519 key record: {kid, alg, private, x, created, retired} (private: raw, base64url)."""
+    private = Ed25519PrivateKey.generate()
+    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kid": "k" + secrets.token_hex(6), "alg": ALGORITHM, "private": _b64u(raw), "x": _b64u(public),
+            "created": now_ms, "retired": None}
+
+
+def is_signing_key(key: object) -> bool:
+    """An Ed25519 record this version can sign with (state from before it holds HS256 secrets)."""
+    return isinstance(key, dict) and key.get("alg") == ALGORITHM and isinstance(key.get("private"), str)
+
+
+def public_key_record(key: dict) -> dict:
+    """What may be published: a JWK-shaped public key (OKP/Ed25519) plus its kid and lifetime."""
+    return {"kid": key["kid"], "kty": "OKP", "crv": "Ed25519", "alg": ALGORITHM, "x": key["x"],
+            "created": key["created"], "retired": key.get("retired")}
+
+
+def public_keys(keys: list[dict]) -> list[dict]:
+    """The publishable halves of every key still able to verify."""
+    return [public_key_record(k) for k in keys]
 
 
 def key_usable(key: dict, now_ms: int) -> bool:
@@ -106,6 +141,11 @@ def current_key(keys: list[dict]) -> dict | None:
     """The key that signs new tokens (the newest not retired)."""
     live = [k for k in keys if k.get("retired") is None]
     return max(live, key=lambda k: k["created"]) if live else None
+
+
+def prune_keys(keys: list[dict], now_ms: int) -> list[dict]:
+    """The keys that can still verify something (retired ones go after one token lifetime)."""
+    return [k for k in keys if key_usable(k, now_ms)]
 
 
 def rotate_keys(keys: list[dict], now_ms: int) -> list[dict]:
@@ -121,34 +161,73 @@ def rotate_keys(keys: list[dict], now_ms: int) -> list[dict]:
     return out
 
 
+# Loaded key objects, by kid: parsing is cheap but not free, and the hot path verifies every request.
+_PRIVATE: dict[str, tuple[str, Ed25519PrivateKey]] = {}
+_PUBLIC: dict[str, tuple[str, Ed25519PublicKey]] = {}
+
+
+def _private_key(key: dict) -> Ed25519PrivateKey:
+    cached = _PRIVATE.get(key["kid"])
+    if cached is None or cached[0] != key["private"]:
+        if len(_PRIVATE) >= 16:
+            _PRIVATE.clear()
+        cached = (key["private"], Ed25519PrivateKey.from_private_bytes(_unb64u(key["private"])))
+        _PRIVATE[key["kid"]] = cached
+    return cached[1]
+
+
+def _public_key(key: dict) -> Ed25519PublicKey | None:
+    x = key.get("x")
+    if key.get("alg", ALGORITHM) != ALGORITHM or not isinstance(x, str):
+        return None  # not an Ed25519 public key (e.g. an HS256 record from before): verifies nothing
+    cached = _PUBLIC.get(key["kid"])
+    if cached is None or cached[0] != x:
+        try:
+            loaded = Ed25519PublicKey.from_public_bytes(_unb64u(x))
+        except (ValueError, TypeError):
+            return None
+        if len(_PUBLIC) >= 64:
+            _PUBLIC.clear()
+        cached = (x, loaded)
+        _PUBLIC[key["kid"]] = cached
+    return cached[1]
+
+
 # -- access tokens ----------------------------------------------------------------------------
 
 def issue_access_token(user: dict, sid: str, key: dict, now_ms: int) -> tuple[str, int]:
-    """A 20-minute JWT for `user` in session `sid`, signed with `key` (its id in the `kid` header)."""
+    """A 20-minute EdDSA JWT for `user` in session `sid`, signed with private `key` (its id in `kid`)."""
     exp_ms = now_ms + ACCESS_TTL_MS
     claims = {
         "iss": ISSUER, "sub": user["id"], "sid": sid, "name": user.get("displayName") or user["username"],
         "usr": user["username"], "iat": now_ms // 1000, "exp": exp_ms // 1000, "typ": "access",
     }
-    token = jwt.encode(claims, _unb64(key["secret"]), algorithm=ALGORITHM, headers={"kid": key["kid"]})
+    token = jwt.encode(claims, _private_key(key), algorithm=ALGORITHM, headers={"kid": key["kid"]})
     return token, (exp_ms // 1000) * 1000
 
 
 def verify_access_token(token: object, keys: list[dict], now_ms: int) -> dict:
-    """The claims of a valid token; raises AuthError otherwise (expiry checked against `now_ms`)."""
+    """The claims of a valid token; raises AuthError otherwise (expiry checked against `now_ms`).
+
+    `keys` are public key records; only `EdDSA` is accepted, so neither `none` nor an HS* token
+    "signed" with a public key's bytes as the HMAC secret can pass.
+    """
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise AuthError("auth_invalid", "missing or malformed access token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise AuthError("auth_invalid", "malformed access token") from None
+    if header.get("alg") != ALGORITHM:
+        raise AuthError("auth_invalid", "access token signature or claims are invalid")
     kid = header.get("kid")
-    key = next((k for k in keys if k["kid"] == kid), None)
-    if key is None or not key_usable(key, now_ms):
+    key = next((k for k in keys if isinstance(k, dict) and k.get("kid") == kid), None)
+    public = _public_key(key) if key is not None and key_usable(key, now_ms) else None
+    if public is None:
         raise AuthError("auth_invalid", "access token signed with an unknown or retired key")
     try:
         # pyjwt would check exp against the real clock; we check it against the runtime's below.
-        claims = jwt.decode(token, _unb64(key["secret"]), algorithms=[ALGORITHM], issuer=ISSUER,
+        claims = jwt.decode(token, public, algorithms=[ALGORITHM], issuer=ISSUER,
                             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
                                      "require": ["exp", "sub", "sid", "iss"]})
     except jwt.PyJWTError:

@@ -1,9 +1,11 @@
 """The Directory Durable Object: accounts, each user's list of session ids, and JWT signing keys.
 
 One instance ("directory") is the single writer for what must be consistent across users: a username
-is taken once, signing keys rotate once.  Only rare operations reach it (register, sign-in, sign out
-everywhere, account deletion, the user list, key rotation): token verification, refresh rotation and
-revocation live in the worker and the per-session `Session` objects (sessions.py).  Password hashing
+is taken once, signing keys rotate once.  It is the only holder of the Ed25519 private keys (in its
+storage, never in KV or the worker): it signs every access token, and publishes only the public keys
+to KV for the worker to verify with.  Only rare operations reach it (register, sign-in, token refresh,
+sign out everywhere, account deletion, the user list, key rotation): token verification, refresh
+rotation and revocation live in the worker and the per-session `Session` objects (sessions.py).  Password hashing
 (the slow KDF) happens in the stateless worker, never here, so the object stays responsive.
 """
 
@@ -67,7 +69,22 @@ class Directory(DurableObject):
 
     async def _keys(self) -> list[dict]:
         await self._ready()
-        return await jget(self.ctx.storage, "keys") or []
+        keys = await jget(self.ctx.storage, "keys") or []
+        if not keys or not all(auth.is_signing_key(k) for k in keys):
+            # State from before Ed25519 holds HS256 secrets: replace them with a new key pair.  Tokens
+            # signed with the old secrets no longer verify (their kids are gone, and only EdDSA is
+            # accepted), so their holders sign in again; refresh tokens keep working.
+            keys = [auth.new_signing_key(Date.now())]
+            await jput(self.ctx.storage, "keys", keys)
+            await self._publish(keys)
+        return keys
+
+    def _tokens(self, keys: list[dict], session: dict) -> dict:
+        """A fresh access token for a session record ({sid, uid, usr, name}), signed with the current key."""
+        now = Date.now()
+        user = {"id": session["uid"], "username": session["usr"], "displayName": session["name"]}
+        token, exp = auth.issue_access_token(user, session["sid"], auth.current_key(keys), now)
+        return {"accessToken": token, "expiresAt": exp, "sessionId": session["sid"], "user": user}
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -123,7 +140,7 @@ class Directory(DurableObject):
         """A new session (its own `Session` object) for a user whose password the worker has just checked.
 
         Only the list of a user's session ids stays here, for "sign out everywhere" and account deletion;
-        the worker signs the access token itself.
+        the first access token is signed here too.
         """
         await self._ready()
         storage = self.ctx.storage
@@ -152,7 +169,11 @@ class Directory(DurableObject):
         kept.append({"sid": sid, "expires": session["expires"]})
         await jput(storage, f"usess:{uid}", kept)
         return _ok({"session": {k: session[k] for k in ("sid", "uid", "usr", "name", "expires")},
-                    "refreshToken": refresh})
+                    "refreshToken": refresh, "tokens": self._tokens(await self._keys(), session)})
+
+    async def issueToken(self, session_json: str) -> str:
+        """An access token for a session its `Session` object has just refreshed (the worker cannot sign)."""
+        return _ok(self._tokens(await self._keys(), json.loads(session_json)))
 
     async def sessionsOf(self, uid: str) -> str:
         """The user's session ids (sign out everywhere)."""
@@ -161,21 +182,40 @@ class Directory(DurableObject):
     # -- signing keys -----------------------------------------------------------------------------
 
     async def _publish(self, keys: list[dict]) -> None:
-        # The worker verifies and signs tokens with what it reads here (see sessions.signing_keys).
-        await self.env.KV.put(KEYS_KV, json.dumps(keys))
+        # Only the public halves: the worker verifies with them (see sessions.signing_keys); reading KV
+        # must never be enough to mint a token.
+        await self.env.KV.put(KEYS_KV, json.dumps(auth.public_keys(keys)))
+        self._republished = True
 
     async def publishKeys(self) -> str:
-        """The keys, published again (a deployment whose KV has none yet)."""
+        """The public keys, published again (a deployment whose KV has none yet, or old HS256 records)."""
+        self._republished = False
         keys = await self._keys()
-        await self._publish(keys)
-        return _ok(keys)
+        if not self._republished:  # (a migration or a fresh seed has just published them)
+            await self._publish(keys)
+        return _ok(auth.public_keys(keys))
 
     async def rotateKeys(self) -> str:
-        """Cron: a new signing key; the old one verifies for one more token lifetime."""
-        keys = auth.rotate_keys(await self._keys(), Date.now())
+        """Cron: a new key pair signs from now on; the old public key verifies for one more token
+        lifetime, after which the alarm removes it (from storage and from KV)."""
+        now = Date.now()
+        keys = auth.rotate_keys(await self._keys(), now)
         await jput(self.ctx.storage, "keys", keys)
         await self._publish(keys)
+        await self.ctx.storage.setAlarm(now + auth.ACCESS_TTL_MS)
         return _ok([k["kid"] for k in keys])
+
+    async def alarm(self, alarm_info=None) -> None:
+        """One token lifetime after a rotation: drop the retired key, publish what is left."""
+        now = Date.now()
+        keys = await self._keys()
+        kept = auth.prune_keys(keys, now)
+        if len(kept) != len(keys):
+            await jput(self.ctx.storage, "keys", kept)
+            await self._publish(kept)
+        retired = [k["retired"] for k in kept if k.get("retired") is not None]
+        if retired:  # a key still inside its lifetime (two rotations close together): come back for it
+            await self.ctx.storage.setAlarm(min(retired) + auth.ACCESS_TTL_MS)
 
     async def keyIds(self) -> str:
         return _ok([{"kid": k["kid"], "retired": k["retired"]} for k in await self._keys()])

@@ -261,8 +261,9 @@ class Default(WorkerEntrypoint):
         return session
 
     async def _new_session(self, uid: str) -> dict:
+        # The Directory creates the session and signs its first access token (it holds the private key).
         created = _rpc(await directory(self.env).createSession(uid))
-        out = await sessions.issue_tokens(self.env, created["session"])
+        out = created["tokens"]
         out["refreshToken"] = created["refreshToken"]
         return out
 
@@ -277,7 +278,8 @@ class Default(WorkerEntrypoint):
                 await close_sessions(self.env, result["revoked"], "session_revoked")
                 events.emit(self.env, "session_revoked", blobs=("refresh_reuse",))
             raise ApiError(result["code"], result["message"])
-        out = await sessions.issue_tokens(self.env, result["data"]["session"])
+        # Only the Directory can sign (the private key never leaves its storage): one call per refresh.
+        out = _rpc(await directory(self.env).issueToken(json.dumps(result["data"]["session"])))
         out["refreshToken"] = result["data"]["refreshToken"]
         events.emit(self.env, "token_refresh", user=out["user"]["id"])
         return out

@@ -1,7 +1,8 @@
 """Sessions without a global object: one `Session` Durable Object per session, keys and markers in KV.
 
 The hot path never reaches a single object.  An access token is verified in the worker itself against
-the signing keys the Directory publishes in KV (`auth:keys`, cached in the isolate for a few seconds);
+the PUBLIC keys the Directory publishes in KV (`auth:keys`, cached in the isolate for a few seconds;
+the Directory alone holds the private keys and signs, at sign-in and refresh);
 whether its session is still live is answered by the KV session marker `session:<sid>` (for HTTP) or by
 the session's own `Session` object (for sockets, authoritative).  The `Session` object holds the
 refresh-token rotation, revocation and the rooms where the session has sockets, so revocation can close
@@ -20,9 +21,9 @@ import auth
 from store import jget, jput, py
 
 __all__ = ["Session", "session_stub", "signing_keys", "verify_local", "http_claims", "socket_claims",
-           "revoke_sessions", "issue_tokens", "KEYS_KV", "KEY_CACHE_MS"]
+           "revoke_sessions", "KEYS_KV", "KEY_CACHE_MS"]
 
-KEYS_KV = "auth:keys"                  # the signing keys, published by the Directory
+KEYS_KV = "auth:keys"                  # the public verification keys, published by the Directory
 KEY_CACHE_MS = 30_000                  # how long an isolate trusts the keys it read
 KEY_RELOAD_MS = 1_000                  # one unknown kid re-reads KV at most this often
 MARKER_PREFIX = "session:"             # KV session:<sid> = {"uid"} while live, {"revoked": true} after
@@ -47,16 +48,18 @@ def _err(code: str, message: str, **extra) -> dict:
 
 async def _read_keys(env) -> list[dict]:
     raw = await env.KV.get(KEYS_KV)
-    if raw is None:
-        # Nothing published yet (a fresh deployment): the Directory seeds and publishes them.
+    keys = json.loads(raw) if raw is not None else None
+    if keys is None or any("x" not in k for k in keys):
+        # Nothing published yet (a fresh deployment), or HS256 secrets published before keys became
+        # Ed25519: the Directory (re)generates its keys and publishes the public halves.
         from directory import directory
 
         return py(await directory(env).publishKeys())["data"]
-    return json.loads(raw)
+    return keys
 
 
 async def signing_keys(env, now: int, *, fresh: bool = False, kid: object = None) -> list[dict]:
-    """The published keys, from this isolate's memory while recent; KV again for an unknown `kid`."""
+    """The published public keys, from this isolate's memory while recent; KV again for an unknown `kid`."""
     at = _KEYS.get("at")
     stale = at is None or not 0 <= now - at < KEY_CACHE_MS
     unknown = kid is not None and all(k["kid"] != kid for k in _KEYS.get("keys", []))
@@ -138,15 +141,6 @@ async def revoke_sessions(env, sids: list[str], *, erase: bool = False) -> list[
         if result.get("data"):
             out.append(result["data"])
     return out
-
-
-async def issue_tokens(env, session: dict) -> dict:
-    """A fresh access token for a session record ({sid, uid, usr, name}), signed with the current key."""
-    now = Date.now()
-    keys = await signing_keys(env, now, fresh=True)  # sign-in and refresh are rare: never sign with a stale key
-    user = {"id": session["uid"], "username": session["usr"], "displayName": session["name"]}
-    token, exp = auth.issue_access_token(user, session["sid"], auth.current_key(keys), now)
-    return {"accessToken": token, "expiresAt": exp, "sessionId": session["sid"], "user": user}
 
 
 # -- the per-session object -------------------------------------------------------------------------

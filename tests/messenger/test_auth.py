@@ -35,13 +35,14 @@ def test_access_token_lives_twenty_minutes_by_the_given_clock(auth):
     key = auth.new_signing_key(NOW)
     token, exp = auth.issue_access_token(_user(), "s1", key, NOW)
     assert exp == NOW + 20 * 60 * 1000
-    claims = auth.verify_access_token(token, [key], NOW + 19 * 60 * 1000)
+    public = auth.public_key_record(key)
+    claims = auth.verify_access_token(token, [public], NOW + 19 * 60 * 1000)
     assert claims["sub"] == "ualice" and claims["sid"] == "s1"
     import jwt
 
-    assert jwt.get_unverified_header(token)["kid"] == key["kid"]
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "typ": "JWT", "kid": key["kid"]}
     with pytest.raises(auth.AuthError) as e:
-        auth.verify_access_token(token, [key], NOW + 20 * 60 * 1000)
+        auth.verify_access_token(token, [public], NOW + 20 * 60 * 1000)
     assert e.value.code == "auth_expired"
 
 
@@ -52,12 +53,69 @@ def test_tampered_or_unknown_key_tokens_are_refused(auth):
         with pytest.raises(auth.AuthError) as e:
             auth.verify_access_token(token, bad_keys, NOW)
         assert e.value.code == "auth_invalid"
-    forged = {**key, "secret": other["secret"]}
+    forged = {**auth.public_key_record(key), "x": other["x"]}  # the right kid, another key
     with pytest.raises(auth.AuthError):
         auth.verify_access_token(token, [forged], NOW)
+    for broken in ({**key, "x": "not-a-key"}, {**key, "x": None}, {**key, "alg": "HS256"},
+                   {"kid": key["kid"], "secret": "c2VjcmV0"}):  # an HS256 record from before Ed25519
+        with pytest.raises(auth.AuthError) as e:
+            auth.verify_access_token(token, [broken], NOW)
+        assert e.value.code == "auth_invalid"
     for junk in (None, "", "a.b.c", 42, "x" * 5000):
         with pytest.raises(auth.AuthError):
             auth.verify_access_token(junk, [key], NOW)
+
+
+def test_key_records_hold_ed25519_pairs_and_publish_only_the_public_half(auth):
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = auth.new_signing_key(NOW)
+    assert set(key) == {"kid", "alg", "private", "x", "created", "retired"} and key["alg"] == "EdDSA"
+    raw = base64.urlsafe_b64decode(key["private"] + "=")
+    public = Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
+    assert base64.urlsafe_b64decode(key["x"] + "=") == public and len(public) == 32
+    record = auth.public_key_record(key)
+    assert record == {"kid": key["kid"], "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": key["x"],
+                      "created": NOW, "retired": None}
+    assert key["private"] not in str(auth.public_keys([key, auth.new_signing_key(NOW)]))
+    assert auth.is_signing_key(key) and not auth.is_signing_key(record)
+    assert not auth.is_signing_key({"kid": "k1", "secret": "c2VjcmV0", "created": NOW, "retired": None})
+
+
+def test_hs256_signed_with_the_public_key_as_secret_is_refused(auth):
+    """Algorithm confusion: the public key is public, so an HMAC keyed with it must never verify."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = auth.new_signing_key(NOW)
+    record = auth.public_key_record(key)
+    raw = base64.urlsafe_b64decode(key["x"] + "=")
+    pem = Ed25519PublicKey.from_public_bytes(raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    claims = {"iss": "cf-messenger", "sub": "ualice", "sid": "s1", "name": "A", "usr": "alice",
+              "iat": NOW // 1000, "exp": NOW // 1000 + 600, "typ": "access"}
+
+    def b64(obj):
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    for secret in (raw, key["x"].encode(), pem, json.dumps(record).encode()):
+        for alg, digest in (("HS256", hashlib.sha256), ("HS384", hashlib.sha384), ("HS512", hashlib.sha512)):
+            msg = f"{b64({'alg': alg, 'typ': 'JWT', 'kid': key['kid']})}.{b64(claims)}".encode()
+            token = msg.decode() + "." + b64(hmac.new(secret, msg, digest).digest())
+            with pytest.raises(auth.AuthError) as e:
+                auth.verify_access_token(token, [record], NOW)
+            assert e.value.code == "auth_invalid"
+    unsigned = f"{b64({'alg': 'none', 'kid': key['kid']})}.{b64(claims)}."
+    with pytest.raises(auth.AuthError):
+        auth.verify_access_token(unsigned, [record], NOW)
 
 
 def test_rotation_keeps_old_key_for_one_token_lifetime(auth):
@@ -74,6 +132,9 @@ def test_rotation_keeps_old_key_for_one_token_lifetime(auth):
     assert auth.verify_access_token(new_token, keys, later - 61_000)
     keys = auth.rotate_keys(keys, later + 1)
     assert len(keys) == 2  # the first key can verify nothing any more and is dropped
+    second_retired = later + 1
+    assert [k["kid"] for k in auth.prune_keys(keys, second_retired + 20 * 60 * 1000 - 1)] == [k["kid"] for k in keys]
+    assert auth.prune_keys(keys, second_retired + 20 * 60 * 1000) == [auth.current_key(keys)]
 
 
 def test_refresh_rotation_and_reuse_detection(auth):

@@ -71,12 +71,15 @@ async def test_forged_tokens_alg_none_hs512_missing_or_odd_kid_are_refused(rt):
     kid = json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]
     keys = rt.storage("DIRECTORY", "directory").get("keys")
     keys = json.loads(keys) if isinstance(keys, str) else keys
-    secret = base64.b64decode(keys[0]["secret"])
+    published = json.loads(await rt.env.KV.get("auth:keys"))
+    assert [k["kid"] for k in published] == [kid]
+    # Algorithm confusion: the public key (anyone can read it) used as an HMAC secret.
+    secret = base64.urlsafe_b64decode(published[0]["x"] + "=")
     evil = {**claims, "sub": "ubob"}
 
-    def signed(hdr, body, alg=hashlib.sha256):
+    def signed(hdr, body, alg=hashlib.sha256, key=secret):
         msg = f"{_b64(hdr)}.{_b64(body)}".encode()
-        return msg.decode() + "." + _b64(hmac.new(secret, msg, alg).digest())
+        return msg.decode() + "." + _b64(hmac.new(key, msg, alg).digest())
 
     forged = [
         f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_b64(evil)}.",
@@ -90,7 +93,11 @@ async def test_forged_tokens_alg_none_hs512_missing_or_odd_kid_are_refused(rt):
         signed({"alg": "HS256", "kid": kid}, {k: v for k, v in evil.items() if k != "exp"}),
         signed({"alg": "HS256", "kid": kid}, {**evil, "exp": str(evil["exp"])}),
         signed({"alg": "HS256", "kid": kid}, {**evil, "iss": "someone-else"}),
+        signed({"alg": "HS256", "kid": kid, "typ": "JWT"}, evil),  # a perfect HS256 token keyed by the public key
+        signed({"alg": "EdDSA", "kid": kid}, evil),                # an HMAC passed off as EdDSA
     ]
+    for text_secret in (published[0]["x"].encode(), json.dumps(published[0]).encode()):
+        forged.append(signed({"alg": "HS256", "kid": kid}, evil, key=text_secret))
     for token in forged:
         err = await api(rt, "GET", "/api/me", token, expect=401)
         assert err["error"]["code"] in ("auth_invalid", "auth_expired"), token
@@ -101,7 +108,11 @@ async def test_forged_tokens_alg_none_hs512_missing_or_odd_kid_are_refused(rt):
     assert err["code"] == "auth_invalid"
     assert (await _closed(ws))[0] == 4001
     # A correctly signed token for a session that is not bob's is refused too (sub/sid mismatch).
-    mismatched = signed({"alg": "HS256", "kid": kid, "typ": "JWT"}, evil)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(keys[0]["private"] + "="))
+    msg = f"{_b64({'alg': 'EdDSA', 'kid': kid, 'typ': 'JWT'})}.{_b64(evil)}".encode()
+    mismatched = msg.decode() + "." + _b64(private.sign(msg))
     assert (await api(rt, "GET", "/api/me", mismatched, expect=401))["error"]["code"] == "session_revoked"
 
 
