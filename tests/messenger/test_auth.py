@@ -137,6 +137,30 @@ def test_rotation_keeps_old_key_for_one_token_lifetime(auth):
     assert auth.prune_keys(keys, second_retired + 20 * 60 * 1000) == [auth.current_key(keys)]
 
 
+def test_verified_tokens_are_remembered_but_key_and_expiry_are_checked_every_time(auth, monkeypatch):
+    key, other = auth.new_signing_key(NOW), auth.new_signing_key(NOW)
+    record = auth.public_key_record(key)
+    token, _ = auth.issue_access_token(_user(), "s1", key, NOW)
+    claims = auth.verify_access_token(token, [record], NOW)
+    decodes = []
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decodes.append(1))
+    claims["sub"] = "ubob"  # the caller's copy: the remembered claims are not touched
+    assert auth.verify_access_token(token, [record], NOW + 1000)["sub"] == "ualice"
+    assert decodes == []  # no second signature check
+    refusals = [
+        ([{**record, "x": other["x"]}], NOW, "auth_invalid"),          # same kid, another public key
+        ([{**record, "alg": "HS256"}], NOW, "auth_invalid"),
+        ([auth.public_key_record(other)], NOW, "auth_invalid"),         # the key is gone
+        ([{**record, "retired": NOW}], NOW + 20 * 60 * 1000, "auth_invalid"),  # retired a lifetime ago
+        ([record], NOW + 20 * 60 * 1000, "auth_expired"),
+    ]
+    for keys, now, code in refusals:
+        with pytest.raises(auth.AuthError) as e:
+            auth.verify_access_token(token, keys, now)
+        assert e.value.code == code
+    assert decodes == []
+
+
 def test_refresh_rotation_and_reuse_detection(auth):
     token, h = auth.new_refresh_token("abcdef0123456789")
     assert auth.refresh_session_id(token) == "abcdef0123456789"
