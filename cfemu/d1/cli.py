@@ -52,7 +52,11 @@ def _service(config_path: str, env: str | None, persist_to: str | None):
     if not config.d1_databases:
         raise click.ClickException(f"{config.path}: no [[d1_databases]] configured")
     service = D1Service(_CliHost(config, state))
-    _sync(service.start())
+    try:
+        _sync(service.start())
+    except (apsw.Error, OSError) as e:
+        _sync(service.close())
+        raise click.ClickException(f"cannot open the D1 database files under {state / 'd1'}: {e}") from None
     return service
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import apsw
 import click
 
 from ..cli import open_state, state_options
@@ -27,6 +28,9 @@ def _sync(coroutine: Any) -> Any:
         return run_nonsuspending(coroutine, "R2 operation")
     except JsException as e:
         raise click.ClickException(str(e)) from None
+    except apsw.Error as e:
+        # e.g. the metadata file is locked by another writer for longer than the busy timeout
+        raise click.ClickException(f"the R2 bucket's metadata file could not be used: {e}") from None
 
 
 def _open(path: str, config_path: str, env: str | None, persist_to: str | None) -> tuple[Any, str]:
@@ -40,7 +44,11 @@ def _open(path: str, config_path: str, env: str | None, persist_to: str | None) 
     config, state = open_state(config_path, env, persist_to)
     for bucket in config.r2_buckets:
         if name in (bucket.bucket_name, bucket.binding):
-            storage = R2Storage(state / "r2" / bucket.bucket_name, recover=False)
+            root = state / "r2" / bucket.bucket_name
+            try:
+                storage = R2Storage(root, recover=False)
+            except (apsw.Error, OSError) as e:
+                raise click.ClickException(f"cannot open the R2 bucket at {root}: {e}") from None
             return R2Bucket(storage, RealClock(), name=bucket.bucket_name), key
     known = ", ".join(b.bucket_name for b in config.r2_buckets) or "none"
     raise click.ClickException(f"no R2 bucket {name!r} in the config (buckets: {known})")
