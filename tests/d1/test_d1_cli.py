@@ -81,3 +81,12 @@ async def test_cli_and_worker_share_the_state(app):
         # While the runtime holds the file open, the CLI still sees committed rows (WAL).
         out = run(app, "execute", "DB", "--command", "SELECT count(*) AS c FROM users", "--json")
         assert json.loads(out.output)[0]["results"] == [{"c": 2}]
+
+
+def test_a_file_that_is_not_a_database_is_a_one_line_error(app):
+    path = app / "state" / "d1" / "app-db-id.sqlite"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a database, just text" * 200)
+    result = run(app, "execute", "DB", "--command", "SELECT 1")
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot open the D1 database files under {path.parent}: file is not a database\n"

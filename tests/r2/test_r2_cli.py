@@ -43,3 +43,14 @@ def test_put_get_list_delete(tmp_path):
     assert missing.exit_code == 1 and "does not exist" in missing.output
     bad = run(app, "get", "other/x", "--pipe")
     assert bad.exit_code == 1 and "no R2 bucket 'other'" in bad.output
+
+
+def test_a_metadata_file_that_is_not_a_database_is_a_one_line_error(tmp_path):
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    root = app / "state" / "r2" / "test-bucket"
+    root.mkdir(parents=True)
+    (root / "metadata.sqlite").write_bytes(b"not a database, just text" * 200)
+    result = run(app, "list", "test-bucket")
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot open the R2 bucket at {root}: file is not a database\n"
