@@ -89,40 +89,46 @@ def setTimeout(fn: Any, delay: float = 0, *args: Any) -> int:
     Set inside a Durable Object, the timer keeps the object from hibernating and its callback runs
     as an event of that object (through its input gate).
     """
+    return _start_timer(fn, max(0, delay or 0), args, repeat=False)
+
+
+def setInterval(fn: Any, delay: float = 0, *args: Any) -> int:
+    """JS `setInterval`: run `fn` every `delay` ms (at least 1) until cleared, like `setTimeout` repeated."""
+    return _start_timer(fn, max(1, delay or 0), args, repeat=True)
+
+
+def _start_timer(fn: Any, delay_ms: float, args: tuple, *, repeat: bool) -> int:
     from ..websocket import current_object
 
     timer_id = next(_timer_ids)
     clock = _clock()
-    owner = current_object.get()
-    if owner is not None:
-        owner.timer_started(timer_id)
+    owner = current_object.get()  # the Durable Object whose code set the timer, if any
 
-    def fire() -> Any:
-        _timers.pop(timer_id, None)
+    def arm() -> None:
+        if clock is None:  # outside a runtime: the event loop's own timer
+            _timers[timer_id] = asyncio.get_running_loop().call_later(delay_ms / 1000, lambda: _spawn(fire()))
+        else:
+            _timers[timer_id] = clock.call_later(delay_ms / 1000, fire)
         if owner is not None:
-            return owner.timer_fired(timer_id, fn, args)
-        return _call(fn, args)
-
-    if clock is None:
-        handle = asyncio.get_running_loop().call_later(max(0, delay) / 1000, lambda: _spawn(fire()))
-    else:
-        handle = clock.call_later(max(0, delay or 0) / 1000, fire)
-    _timers[timer_id] = handle
-    return timer_id
-
-
-def setInterval(fn: Any, delay: float = 0, *args: Any) -> int:
-    """JS `setInterval`: run `fn` every `delay` ms (at least 1) on the runtime's clock until cleared."""
-    timer_id = next(_timer_ids)
-    clock = _clock()
+            owner.timer_started(timer_id)
 
     def fire() -> Any:
         if timer_id not in _timers:
-            return None
-        _timers[timer_id] = clock.call_later(max(1, delay or 0) / 1000, fire) if clock else None
-        return _call(fn, args)
+            return None  # cleared
+        if owner is None:
+            if repeat:
+                arm()
+            else:
+                del _timers[timer_id]
+            return _call(fn, args)
+        result = owner.timer_fired(timer_id, fn, args)
+        if repeat and not owner.closed and owner.broken is None:
+            arm()  # an object's timers die with the instance that set them
+        else:
+            _timers.pop(timer_id, None)
+        return result
 
-    _timers[timer_id] = clock.call_later(max(1, delay or 0) / 1000, fire) if clock else None
+    arm()
     return timer_id
 
 

@@ -147,6 +147,25 @@ async def test_pending_timer_prevents_hibernation(cfemu_runtime, mod):
     assert await ws.receive() == "tick"
 
 
+async def test_pending_interval_prevents_hibernation_until_cleared(cfemu_runtime, mod):
+    rt = cfemu_runtime
+    ws = await rt.websocket("/intv/ws")
+    await ws.send("constructed")
+    first = int(await ws.receive())
+    await ws.send("interval")
+    assert await ws.receive() == "armed"
+    await rt.advance(11)
+    assert [await ws.receive(), await ws.receive()] == ["tick", "tick"]
+    await ws.send("constructed")
+    assert int(await ws.receive()) == first  # the interval kept the instance in memory
+    await ws.send("stop-interval")
+    assert await ws.receive() == "stopped"
+    await rt.advance(11)
+    assert ws.pending() == []  # no tick after clearInterval
+    await ws.send("constructed")
+    assert int(await ws.receive()) == first + 1  # then it could hibernate
+
+
 async def test_idle_hibernatable_object_is_rebuilt_on_next_message(cfemu_runtime, mod):
     rt = cfemu_runtime
     ws = await rt.websocket("/idle/ws?tags=x")

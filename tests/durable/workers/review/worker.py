@@ -5,7 +5,7 @@ Module-level state lets a test hold an event open (GATES) and see what ran (LOG)
 
 import asyncio
 
-from js import Date, WebSocketPair, WebSocketRequestResponsePair, setTimeout
+from js import Date, WebSocketPair, WebSocketRequestResponsePair, clearInterval, setInterval, setTimeout
 from workers import DurableObject, Response, WorkerEntrypoint
 
 GATES = {}
@@ -181,6 +181,12 @@ class Probe(DurableObject):
         elif message == "timer":
             setTimeout(lambda: ws.send("tick"), 30_000)
             ws.send("armed")
+        elif message == "interval":
+            self.interval = setInterval(lambda: ws.send("tick"), 5_000)
+            ws.send("armed")
+        elif message == "stop-interval":
+            clearInterval(self.interval)
+            ws.send("stopped")
         elif message == "close-me":
             ws.close(4001, "bye")
 
