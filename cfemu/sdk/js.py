@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import itertools
 import json as _json
 import logging
-import time
 import uuid
 from typing import Any
 
 from .. import context
+from ..clock import Clock, RealClock
 from ..http import Headers, Request, Response, fetch
 from ..objects import JsObject, to_js_object
 from ..websocket import WebSocketPair, WebSocketRequestResponsePair
@@ -28,9 +27,12 @@ log = logging.getLogger("cfemu.console")
 undefined = None
 
 
-def _clock():
+_REAL_CLOCK = RealClock()  # for code that runs outside any runtime (a plain script importing js)
+
+
+def _clock() -> Clock:
     runtime = context.current_runtime()
-    return None if runtime is None else runtime.clock
+    return _REAL_CLOCK if runtime is None else runtime.clock
 
 
 class Date:
@@ -38,8 +40,7 @@ class Date:
 
     @staticmethod
     def now() -> int:
-        clock = _clock()
-        return clock.now_ms() if clock is not None else int(time.time() * 1000)
+        return _clock().now_ms()
 
     @staticmethod
     def new(value: Any = None) -> Any:
@@ -105,10 +106,7 @@ def _start_timer(fn: Any, delay_ms: float, args: tuple, *, repeat: bool) -> int:
     owner = current_object.get()  # the Durable Object whose code set the timer, if any
 
     def arm() -> None:
-        if clock is None:  # outside a runtime: the event loop's own timer
-            _timers[timer_id] = asyncio.get_running_loop().call_later(delay_ms / 1000, lambda: _spawn(fire()))
-        else:
-            _timers[timer_id] = clock.call_later(delay_ms / 1000, fire)
+        _timers[timer_id] = clock.call_later(delay_ms / 1000, fire)
         if owner is not None:
             owner.timer_started(timer_id)
 
@@ -145,11 +143,6 @@ def clearTimeout(timer_id: int | None) -> None:
 
 
 clearInterval = clearTimeout
-
-
-def _spawn(result: Any) -> None:
-    if inspect.isawaitable(result):
-        asyncio.ensure_future(result)
 
 
 class Object:
