@@ -35,11 +35,14 @@ class _LazyGroup(click.Group):
         module_name, attr = target.split(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as error:
+            # Name what is really missing: a dependency of the command is not the command.
+            problem = (f"`cfemu {name}` is not available in this build" if error.name == module_name
+                       else f"`cfemu {name}` needs the Python package {error.name!r}: pip install it")
 
             @click.command(name=name, help=help_text)
             def missing() -> None:
-                raise click.ClickException(f"`cfemu {name}` is not available in this build")
+                raise click.ClickException(problem)
 
             return missing
 
