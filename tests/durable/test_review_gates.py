@@ -10,20 +10,9 @@ import pytest
 
 from cfemu.errors import JsException
 
+from review_support import spin  # noqa: E402
+
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
-
-
-@pytest.fixture
-def mod(cfemu_runtime):
-    module = cfemu_runtime.worker_module("worker")
-    module.GATES.clear()
-    module.LOG.clear()
-    return module
-
-
-async def spin(n=30):
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def test_exception_result_waits_for_the_output_gate(cfemu_runtime, mod):

@@ -8,21 +8,10 @@ import pytest
 from cfemu.durable.instance import CODE_UPDATED
 from cfemu.errors import JsException
 
+from review_support import spin  # noqa: E402
+
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
 CONFIG = Path(__file__).parent / "workers" / "review" / "wrangler.toml"
-
-
-@pytest.fixture
-def mod(cfemu_runtime):
-    module = cfemu_runtime.worker_module("worker")
-    module.GATES.clear()
-    module.LOG.clear()
-    return module
-
-
-async def spin(n=30):
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def test_reroute_fails_a_waiting_call_promptly(cfemu_runtime, mod):

@@ -12,14 +12,6 @@ from cfemu.errors import JsException
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
 
 
-@pytest.fixture
-def mod(cfemu_runtime):
-    module = cfemu_runtime.worker_module("worker")
-    module.GATES.clear()
-    module.LOG.clear()
-    return module
-
-
 def server_sockets(rt, name):
     service = rt.service("durable_objects")
     return service._resolve("PROBE", name).sockets
