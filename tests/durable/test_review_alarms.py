@@ -6,7 +6,7 @@ import pytest
 
 from cfemu.errors import JsException
 
-from review_support import spin  # noqa: E402
+from review_support import spin
 
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
 

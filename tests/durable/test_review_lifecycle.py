@@ -8,7 +8,7 @@ import pytest
 from cfemu.durable.instance import CODE_UPDATED
 from cfemu.errors import JsException
 
-from review_support import spin  # noqa: E402
+from review_support import spin
 
 pytestmark = pytest.mark.cfemu_config("workers/review/wrangler.toml")
 CONFIG = Path(__file__).parent / "workers" / "review" / "wrangler.toml"
