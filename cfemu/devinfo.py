@@ -1,10 +1,10 @@
 """How CLI commands find a `cfemu dev` that is serving the same state directory.
 
 `cfemu dev` writes `<state>/dev.json` (pid and URL) while it serves and removes it on exit.  The
-commands whose state lives partly in the server's memory (`cfemu queues`: what is in flight;
-`cfemu analytics`: the DuckDB file it holds) ask `running_server(state_dir)` and talk to the server
-when there is one, or open the files directly when there is none.  The KV, D1 and R2 commands always
-open their SQLite files directly (WAL lets them share the files with a running server).
+`cfemu kv|d1|r2|queues|analytics` commands ask `running_server(state_dir)` and, when there is a
+server, act through it (`cfemu.devclient`) on the very objects its worker uses, so nothing races
+the server's open files or its in-memory state; when there is none they open the files directly.
+The internal endpoints live under `INTERNAL_PREFIX` and answer loopback clients only.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["write_dev_info", "remove_dev_info", "running_server"]
+__all__ = ["INTERNAL_PREFIX", "NOT_SERVED", "write_dev_info", "remove_dev_info", "running_server"]
 
 _FILE = "dev.json"
+
+INTERNAL_PREFIX = "/cdn-cgi/cfemu/"
+# An internal endpoint's error body `{"error": ..., NOT_SERVED: true}` says the server has no such
+# binding (its config differs): the CLI then opens the files itself, as with no server at all.
+NOT_SERVED = "not_served"
 
 
 def write_dev_info(state_dir: Path, url: str) -> None:

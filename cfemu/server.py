@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -18,14 +19,15 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 from .config import WorkerConfig, find_config, load_config
-from .devinfo import remove_dev_info, write_dev_info
-from .errors import ConfigError, WorkerLoadError
+from .devinfo import INTERNAL_PREFIX, remove_dev_info, write_dev_info
+from .errors import ConfigError, JsException, WorkerLoadError
 from .http import Headers, Request, Response
 from .objects import JsObject
 from .runtime import Runtime
@@ -36,6 +38,9 @@ __all__ = ["DevServer", "run_dev"]
 log = logging.getLogger("cfemu.dev")
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# `/cdn-cgi/cfemu/<kind>/...`: the module whose `handle(request, runtime, segments)` answers it.
+_ADMIN_ENDPOINTS = {"kv": "cfemu.kv.admin", "d1": "cfemu.d1.admin", "r2": "cfemu.r2.admin",
+                    "queues": "cfemu.queues.admin"}
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "te", "trailer",
                "proxy-connection"}
 
@@ -176,22 +181,18 @@ class DevServer:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer and peer[0] not in ("127.0.0.1", "::1"):
             return web.json_response({"error": "internal endpoints answer loopback clients only"}, status=403)
-        path = request.path[len("/cdn-cgi/cfemu/"):]
+        path = request.raw_path.partition("?")[0][len(INTERNAL_PREFIX):]
         if path == "ping":
             return web.json_response({"ok": True, "url": self.url})
-        queues = runtime.service("queues")
-        if path.startswith("queues") and queues is None:
-            return web.json_response({"queues": []} if request.method == "GET" else {"purged": 0})
-        if path == "queues" and request.method == "GET":
-            from dataclasses import asdict
-
-            return web.json_response({"queues": [asdict(c) for c in queues.stats()]})
-        if path == "queues/purge" and request.method == "POST":
-            queue = request.query.get("queue", "")
-            if not queue:
-                return web.json_response({"error": "purge needs ?queue=<name>"}, status=400)
-            return web.json_response({"purged": queues.purge(queue)})
-        return None
+        # Each binding answers its own endpoints, on the service objects the worker uses.
+        kind, *segments = [unquote(s) for s in path.split("/")]
+        module = _ADMIN_ENDPOINTS.get(kind)
+        if module is None:
+            return None
+        try:
+            return await importlib.import_module(module).handle(request, runtime, segments)
+        except JsException as e:  # the binding's own message, as the CLI's direct path shows it
+            return web.json_response({"error": str(e)}, status=400)
 
     async def _bridge_websocket(self, request: web.Request, response: Response) -> web.WebSocketResponse:
         protocol = response.headers.get("sec-websocket-protocol")

@@ -13,45 +13,15 @@ from dataclasses import asdict
 import click
 
 from ..cli import open_state, state_options
-from ..devinfo import running_server
+from ..devclient import call_json
 
 __all__ = ["queues"]
-
-INTERNAL = "/cdn-cgi/cfemu/queues"
 
 
 def _configured(config) -> list[str]:
     names = {p.queue for p in config.queue_producers} | {c.queue for c in config.queue_consumers}
     names |= {c.dead_letter_queue for c in config.queue_consumers if c.dead_letter_queue}
     return sorted(names)
-
-
-def _via_server(state, method: str, path: str) -> dict | None:
-    """The running server's answer, or None when no `cfemu dev` serves this state directory.
-
-    A dev.json left behind by a killed server (its pid possibly reused) refuses connections: that
-    counts as no server, and the command uses the files.  Any other failure is a clear error.
-    """
-    import urllib.error
-    import urllib.request
-
-    url = running_server(state)
-    if url is None:
-        return None
-    req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", "replace").strip()
-        raise click.ClickException(f"cfemu dev at {url} answered {error.code}: {detail}") from None
-    except (ConnectionRefusedError, urllib.error.URLError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, ConnectionRefusedError):
-            return None
-        raise click.ClickException(f"cannot reach cfemu dev at {url}: {reason}") from None
-    except ValueError:
-        raise click.ClickException(f"cfemu dev at {url} gave an answer that is not JSON") from None
 
 
 def _store(state):
@@ -75,7 +45,7 @@ def queues() -> None:
 def list_queues(config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
     """Every queue with its depth, delayed, in-flight and lifetime counters."""
     config, state = open_state(config_path, env, persist_to)
-    answer = _via_server(state, "GET", INTERNAL)
+    answer = call_json(state, "GET", "queues")
     if answer is not None:
         rows = answer["queues"]
     else:
@@ -108,10 +78,8 @@ def list_queues(config_path: str, env: str | None, persist_to: str | None, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def purge(config_path: str, env: str | None, persist_to: str | None, queue: str, as_json: bool) -> None:
     """Delete every stored message of QUEUE that is not being handled right now."""
-    from urllib.parse import quote
-
     config, state = open_state(config_path, env, persist_to)
-    answer = _via_server(state, "POST", f"{INTERNAL}/purge?queue={quote(queue, safe='')}")
+    answer = call_json(state, "POST", "queues/purge", query={"queue": queue})
     if answer is not None:
         count = answer["purged"]
     else:
