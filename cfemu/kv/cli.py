@@ -1,8 +1,8 @@
 """`cfemu kv key put|get|list|delete` and `cfemu kv namespace list`: wrangler's KV verbs on local state.
 
-The namespace file is opened directly: SQLite's WAL lets this run beside a `cfemu dev` serving the
-same state directory (each write is committed before the command returns, and the server reads it on
-its next access).
+When a `cfemu dev` serves the same state directory the key commands act through it, on the very
+namespace its worker uses (`cfemu.kv.admin`), so nothing races the server's open file; otherwise
+they open the namespace file directly.  Both paths run the same operations and print the same.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from ..cli import open_state, state_options
+from ..devclient import call, call_json, quote
 
 __all__ = ["kv"]
 
@@ -39,10 +40,9 @@ def _namespace_options(func: Any) -> Any:
     return state_options(func)
 
 
-def _open(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None):
-    from ..clock import RealClock
-    from . import KVNamespace, namespace_path
-
+def _resolve(config_path: str, env: str | None, persist_to: str | None, binding: str | None,
+             namespace_id: str | None) -> tuple[Path, str]:
+    """The state directory and the namespace id the options name."""
     config, state = open_state(config_path, env, persist_to)
     if (binding is None) == (namespace_id is None):
         bound = ", ".join(ns.binding for ns in config.kv_namespaces) or "none"
@@ -53,15 +53,32 @@ def _open(config_path: str, env: str | None, persist_to: str | None, binding: st
             bound = ", ".join(ns.binding for ns in config.kv_namespaces) or "none"
             raise click.ClickException(f"no KV namespace is bound as {binding!r} in {config.path} (bound: {bound})")
         namespace_id = match[0].id
+    return state, namespace_id  # type: ignore[return-value]
+
+
+def _direct(state: Path, namespace_id: str, operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run an operation of `cfemu.kv.admin` on the namespace file itself."""
+    from ..clock import RealClock
+    from . import KVNamespace, namespace_path
+
     path = namespace_path(state, namespace_id)
     try:
-        return KVNamespace.open(path, clock=RealClock())
+        ns = KVNamespace.open(path, clock=RealClock())
     except (sqlite3.Error, OSError) as e:
         raise click.ClickException(f"cannot open the KV namespace file {path}: {e}") from None
+    try:
+        return _run(operation(ns, *args, **kwargs))
+    finally:
+        ns.close()
+
+
+def _endpoint(namespace_id: str, verb: str) -> str:
+    return f"kv/{quote(namespace_id)}/{verb}"
 
 
 def _run(coro: Any) -> Any:
     from ..errors import JsException
+    from .admin import FILE_UNUSABLE
 
     try:
         return asyncio.run(coro)
@@ -69,7 +86,7 @@ def _run(coro: Any) -> Any:
         raise click.ClickException(str(e)) from None
     except sqlite3.Error as e:
         # e.g. the file is locked by another writer for longer than the busy timeout
-        raise click.ClickException(f"the KV namespace file could not be used: {e}") from None
+        raise click.ClickException(FILE_UNUSABLE.format(error=e)) from None
 
 
 @key.command("put", help="Write KEY. The value is VALUE, or the contents of --path.")
@@ -92,11 +109,14 @@ def put(config_path: str, env: str | None, persist_to: str | None, binding: str 
             meta = json.loads(metadata)
         except ValueError as e:
             raise click.BadParameter(f"not valid JSON: {e}", param_hint="--metadata") from None
-    ns = _open(config_path, env, persist_to, binding, namespace_id)
-    try:
-        _run(ns.put(name, data, expirationTtl=ttl, expiration=expiration, metadata=meta))
-    finally:
-        ns.close()
+    from . import admin
+
+    state, ns_id = _resolve(config_path, env, persist_to, binding, namespace_id)
+    query = {"key": name, "ttl": ttl, "expiration": expiration,
+             "metadata": None if metadata is None else json.dumps(meta)}
+    body = data.encode() if isinstance(data, str) else data
+    if call(state, "POST", _endpoint(ns_id, "put"), query=query, body=body) is None:
+        _direct(state, ns_id, admin.put_value, name, data, ttl=ttl, expiration=expiration, metadata=meta)
     click.echo(f"Wrote {len(data.encode() if isinstance(data, str) else data)} bytes to {name!r}.", err=True)
 
 
@@ -108,17 +128,17 @@ def put(config_path: str, env: str | None, persist_to: str | None, binding: str 
               help="Print {key, value, encoding, metadata, expiration} as JSON (value in base64 when not UTF-8).")
 def get(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None,
         name: str, text: bool, as_json: bool) -> None:
-    ns = _open(config_path, env, persist_to, binding, namespace_id)
-    try:
-        result = _run(ns.getWithMetadata(name, type="arrayBuffer"))
-        expiration = None
-        if as_json and result["value"] is not None:
-            listed = _run(ns.list(prefix=name, limit=1))
-            if listed["keys"] and listed["keys"][0]["name"] == name:
-                expiration = listed["keys"][0].get("expiration")
-    finally:
-        ns.close()
-    value = result["value"]
+    from . import admin
+
+    state, ns_id = _resolve(config_path, env, persist_to, binding, namespace_id)
+    answer = call(state, "GET", _endpoint(ns_id, "get"), query={"key": name, "expiration": "1" if as_json else None})
+    if answer is not None:
+        entry = json.loads(answer.headers[admin.ENTRY_HEADER])
+        result = {"value": answer.body if entry["found"] else None, "metadata": entry["metadata"],
+                  "expiration": entry["expiration"]}
+    else:
+        result = _direct(state, ns_id, admin.get_value, name, with_expiration=as_json)
+    value, expiration = result["value"], result["expiration"]
     if as_json:
         # A value that is not UTF-8 text goes out as base64 rather than being silently mangled.
         encoding, text = "utf-8", None
@@ -145,11 +165,11 @@ def get(config_path: str, env: str | None, persist_to: str | None, binding: str 
 @click.argument("name", metavar="KEY")
 def delete(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None,
            name: str) -> None:
-    ns = _open(config_path, env, persist_to, binding, namespace_id)
-    try:
-        _run(ns.delete(name))
-    finally:
-        ns.close()
+    from . import admin
+
+    state, ns_id = _resolve(config_path, env, persist_to, binding, namespace_id)
+    if call(state, "POST", _endpoint(ns_id, "delete"), query={"key": name}) is None:
+        _direct(state, ns_id, admin.delete_key, name)
     click.echo(f"Deleted {name!r}.", err=True)
 
 
@@ -159,18 +179,11 @@ def delete(config_path: str, env: str | None, persist_to: str | None, binding: s
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, expiration?, metadata?}.")
 def list_(config_path: str, env: str | None, persist_to: str | None, binding: str | None, namespace_id: str | None,
           prefix: str | None, as_json: bool) -> None:
-    ns = _open(config_path, env, persist_to, binding, namespace_id)
-    keys: list[dict[str, Any]] = []
-    try:
-        cursor = None
-        while True:
-            page = _run(ns.list(prefix=prefix, cursor=cursor))
-            keys.extend(dict(k) for k in page["keys"])
-            if page["list_complete"]:
-                break
-            cursor = page["cursor"]
-    finally:
-        ns.close()
+    from . import admin
+
+    state, ns_id = _resolve(config_path, env, persist_to, binding, namespace_id)
+    answer = call_json(state, "GET", _endpoint(ns_id, "list"), query={"prefix": prefix})
+    keys = answer["keys"] if answer is not None else _direct(state, ns_id, admin.list_keys, prefix)
     if as_json:
         click.echo(json.dumps(keys, ensure_ascii=False))
         return

@@ -101,3 +101,71 @@ def test_an_unusable_state_file_is_a_clean_error(config):
     assert "cannot open the KV namespace file" in result.output and "abc123.sqlite" in result.output
     listed = CliRunner().invoke(main, ["kv", "namespace", "list", "--config", str(config)])
     assert listed.exit_code == 1 and "cannot open the KV namespace file" in listed.output
+
+
+# -- through a running `cfemu dev` -------------------------------------------------------------
+
+SAME_OUTPUT = [  # commands that change nothing: their output must not depend on the path taken
+    ("get", "greeting", "--binding", "KV"),
+    ("get", "greeting", "--binding", "KV", "--json"),
+    ("get", "greeting", "--binding", "KV", "--text"),
+    ("get", "blob", "--namespace-id", "abc123", "--json"),
+    ("get", "missing", "--binding", "KV"),
+    ("get", "missing", "--binding", "KV", "--json"),
+    ("list", "--binding", "KV"),
+    ("list", "--binding", "KV", "--json"),
+    ("list", "--binding", "KV", "--prefix", "g", "--json"),
+    ("put", "k" * 600, "v", "--binding", "KV"),
+    ("put", "k", "v", "--binding", "KV", "--ttl", "10"),
+    ("delete", "", "--binding", "KV"),
+]
+
+
+def _outputs(config):
+    return [(r.exit_code, r.output) for r in (cli(config, *args, ok=False) for args in SAME_OUTPUT)]
+
+
+def test_the_key_commands_go_through_a_running_cfemu_dev(config, tmp_path, dev_server):
+    import urllib.request
+
+    server = dev_server(config, "--no-live-reload")
+    mark = server.mark()
+    cli(config, "put", "greeting", "from the cli", "--binding", "KV", "--metadata", '{"by":"cli"}',
+        "--expiration", "4000000000")
+    # The server's own namespace took the write: its request log shows the internal request.
+    server.wait_for(r"POST /cdn-cgi/cfemu/kv/abc123/put\?key=greeting", start=mark)
+    assert urllib.request.urlopen(server.url + "/").read() == b"from the cli"
+    data = b"\xff\x00\x01 not text"
+    (tmp_path / "blob.bin").write_bytes(data)
+    cli(config, "put", "blob", "--path", str(tmp_path / "blob.bin"), "--namespace-id", "abc123")
+    assert cli(config, "get", "blob", "--binding", "KV").stdout_bytes == data
+    served = _outputs(config)
+    server.wait_for(r"GET /cdn-cgi/cfemu/kv/abc123/list", start=mark)
+    # Errors come back as the binding's one-line message, never a traceback.
+    too_long = served[SAME_OUTPUT.index(("put", "k" * 600, "v", "--binding", "KV"))]
+    assert too_long[0] == 1 and "KV PUT failed: 414 UTF-8 encoded length of 600 exceeds key length limit of 512." in too_long[1]
+    assert all("Traceback" not in out for _, out in served)
+    cli(config, "delete", "blob", "--binding", "KV")
+    assert json.loads(cli(config, "get", "blob", "--binding", "KV", "--json").stdout)["value"] is None
+    cli(config, "put", "blob", "--path", str(tmp_path / "blob.bin"), "--namespace-id", "abc123")
+    assert server.interrupt() == 0
+    assert not (config.parent / ".cfemu" / "state" / "dev.json").exists()
+    assert _outputs(config) == served  # the same commands on the files directly print the same
+
+
+def test_a_stale_dev_json_falls_back_to_the_files(config):
+    """A `cfemu dev` killed with -9 leaves dev.json behind; its pid may be reused by a live process."""
+    import os
+    import socket
+
+    state = config.parent / ".cfemu" / "state"
+    state.mkdir(parents=True)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (state / "dev.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))
+    cli(config, "put", "greeting", "hello", "--binding", "KV")
+    assert cli(config, "get", "greeting", "--binding", "KV").stdout_bytes == b"hello"
+    assert [k["name"] for k in json.loads(cli(config, "list", "--binding", "KV", "--json").stdout)] == ["greeting"]
+    cli(config, "delete", "greeting", "--binding", "KV")
+    assert cli(config, "get", "greeting", "--binding", "KV", ok=False).exit_code == 1
