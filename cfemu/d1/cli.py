@@ -1,12 +1,14 @@
 """`cfemu d1 ...`: wrangler's D1 verbs (`execute`, `migrations list|apply`) on the local state.
 
-D1 keeps nothing in memory between calls and SQLite (WAL) lets several processes share a file, so
-these commands open the database files directly even while a `cfemu dev` serves them.
+When a `cfemu dev` serves the same state directory these commands act through it, on the database
+connections its worker uses (`cfemu.d1.admin`), so nothing races the server's open files; otherwise
+they open the database files directly.  Both paths run the same operations and print the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from pathlib import Path
@@ -17,8 +19,10 @@ import click
 
 from ..cli import open_state, state_options
 from ..coro import run_nonsuspending
+from ..devclient import call_json, quote
 from ..errors import JsException
-from .errors import NO_STATEMENTS
+from . import admin
+from .admin import split_statements
 
 __all__ = ["d1", "split_statements"]
 
@@ -45,41 +49,40 @@ class _CliHost:
         return None
 
 
-def _service(config_path: str, env: str | None, persist_to: str | None):
-    from .service import D1Service
-
+def _state(config_path: str, env: str | None, persist_to: str | None) -> tuple[Any, Path]:
     config, state = open_state(config_path, env, persist_to)
     if not config.d1_databases:
         raise click.ClickException(f"{config.path}: no [[d1_databases]] configured")
+    return config, state
+
+
+def _direct(config: Any, state: Path, operation: Any, *args: Any) -> Any:
+    """Run an operation of `cfemu.d1.admin` on a `D1Service` over the files themselves."""
+    from .service import D1Service
+
     service = D1Service(_CliHost(config, state))
     try:
-        _sync(service.start())
-    except (apsw.Error, OSError) as e:
-        _sync(service.close())
-        raise click.ClickException(f"cannot open the D1 database files under {state / 'd1'}: {e}") from None
-    return service
-
-
-def _pick(service: Any, database: str) -> Any:
-    try:
-        return service.config_for(database)
+        try:
+            _sync(service.start())
+        except (apsw.Error, OSError) as e:
+            raise click.ClickException(f"cannot open the D1 database files under {state / 'd1'}: {e}") from None
+        result = operation(service, *args)
+        return _sync(result) if inspect.iscoroutine(result) else result
     except KeyError as e:
         raise click.ClickException(str(e.args[0])) from None
+    except JsException as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        _sync(service.close())
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split SQL into complete statements (string literals, comments and triggers respected)."""
-    statements: list[str] = []
-    current = ""
-    for piece in sql.split(";"):
-        current = f"{current};{piece}" if current else piece
-        if apsw.complete(current + ";"):
-            if current.strip():
-                statements.append(current.strip() + ";")
-            current = ""
-    if current.strip() and any(line.strip() and not line.strip().startswith("--") for line in current.splitlines()):
-        statements.append(current.strip())
-    return statements
+def _through(config_path: str, env: str | None, persist_to: str | None, method: str, database: str, verb: str,
+             operation: Any, *args: Any, body: bytes | None = None) -> dict[str, Any]:
+    """The operation's answer from the running `cfemu dev`, or from the files when none serves them."""
+    config, state = _state(config_path, env, persist_to)
+    answer = call_json(state, method, f"d1/{quote(database)}/{verb}", body=body,
+                       headers={"Content-Type": "application/json"} if body is not None else None)
+    return answer if answer is not None else _direct(config, state, operation, database, *args)
 
 
 def _cell(value: Any) -> str:
@@ -121,33 +124,19 @@ def execute(database: str, config_path: str, env: str | None, persist_to: str | 
     if (command is None) == (file is None):
         raise click.UsageError("give exactly one of --command or --file")
     sql = command if command is not None else Path(file).read_text(encoding="utf-8")
-    service = _service(config_path, env, persist_to)
-    try:
-        db = _pick(service, database)
-        statements = split_statements(sql)
-        if not statements:
-            raise click.ClickException(NO_STATEMENTS)
-        storage = service.storage(db.binding)
-        try:
-            results = storage.batch([(s, ()) for s in statements])
-        except JsException as e:
-            raise click.ClickException(str(e)) from None
-        envelopes = [
-            {"results": [dict(zip(r.columns or [], row)) for row in r.rows], "success": True, "meta": r.meta}
-            for r in results
-        ]
-        if as_json:
-            click.echo(json.dumps(envelopes, indent=2))
-            return
-        click.echo(f"Executing on local database {db.database_name} ({db.database_id}):")
-        for envelope in envelopes:
-            meta = envelope["meta"]
-            if envelope["results"] or not meta["changed_db"]:
-                click.echo(_table(envelope["results"]))
-            else:
-                click.echo(f"OK: {meta['changes']} change(s), last_row_id {meta['last_row_id']}")
-    finally:
-        _sync(service.close())
+    out = _through(config_path, env, persist_to, "POST", database, "execute", admin.execute, sql,
+                   body=json.dumps({"sql": sql}).encode())
+    envelopes, db = out["results"], out["database"]
+    if as_json:
+        click.echo(json.dumps(envelopes, indent=2))
+        return
+    click.echo(f"Executing on local database {db['database_name']} ({db['database_id']}):")
+    for envelope in envelopes:
+        meta = envelope["meta"]
+        if envelope["results"] or not meta["changed_db"]:
+            click.echo(_table(envelope["results"]))
+        else:
+            click.echo(f"OK: {meta['changes']} change(s), last_row_id {meta['last_row_id']}")
 
 
 @d1.group()
@@ -161,21 +150,18 @@ def migrations() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def list_(database: str, config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
     """Show every migration file of DATABASE and whether it has been applied."""
-    service = _service(config_path, env, persist_to)
-    try:
-        db = _pick(service, database)
-        items = service.list_migrations(db.binding)
-        if as_json:
-            click.echo(json.dumps([{"name": m.name, "applied_at": m.applied_at} for m in items], indent=2))
-            return
-        if not items:
-            click.echo(f"No migrations found in {db.migrations_dir}")
-            return
-        pending = [m for m in items if m.applied_at is None]
-        click.echo(_table([{"name": m.name, "status": "applied " + m.applied_at if m.applied_at else "pending"} for m in items]))
-        click.echo(f"{len(pending)} migration(s) to apply." if pending else "No migrations to apply!")
-    finally:
-        _sync(service.close())
+    out = _through(config_path, env, persist_to, "GET", database, "migrations/list", admin.list_migrations)
+    items = out["migrations"]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo(f"No migrations found in {out['database']['migrations_dir']}")
+        return
+    pending = [m for m in items if m["applied_at"] is None]
+    click.echo(_table([{"name": m["name"], "status": "applied " + m["applied_at"] if m["applied_at"] else "pending"}
+                       for m in items]))
+    click.echo(f"{len(pending)} migration(s) to apply." if pending else "No migrations to apply!")
 
 
 @migrations.command("apply")
@@ -184,19 +170,11 @@ def list_(database: str, config_path: str, env: str | None, persist_to: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def apply(database: str, config_path: str, env: str | None, persist_to: str | None, as_json: bool) -> None:
     """Apply DATABASE's pending migrations in order, each in its own transaction."""
-    service = _service(config_path, env, persist_to)
-    try:
-        db = _pick(service, database)
-        try:
-            applied = _sync(service.apply_migrations(db.binding))
-        except JsException as e:
-            raise click.ClickException(str(e)) from None
-        if as_json:
-            click.echo(json.dumps([{"name": m.name, "status": "applied"} for m in applied], indent=2))
-            return
-        if not applied:
-            click.echo("No migrations to apply!")
-            return
-        click.echo(_table([{"name": m.name, "status": "applied"} for m in applied]))
-    finally:
-        _sync(service.close())
+    applied = _through(config_path, env, persist_to, "POST", database, "migrations/apply", admin.apply_migrations)["applied"]
+    if as_json:
+        click.echo(json.dumps(applied, indent=2))
+        return
+    if not applied:
+        click.echo("No migrations to apply!")
+        return
+    click.echo(_table(applied))

@@ -90,3 +90,76 @@ def test_a_file_that_is_not_a_database_is_a_one_line_error(app):
     result = run(app, "execute", "DB", "--command", "SELECT 1")
     assert result.exit_code == 1
     assert result.output == f"Error: cannot open the D1 database files under {path.parent}: file is not a database\n"
+
+
+# -- through a running `cfemu dev` -------------------------------------------------------------
+
+SAME_OUTPUT = [  # commands that change nothing: their output must not depend on the path taken
+    ("migrations", "list", "DB"),
+    ("migrations", "list", "app-db", "--json"),
+    ("migrations", "apply", "DB"),
+    ("execute", "DB", "--command", "SELECT name FROM users ORDER BY name"),
+    ("execute", "DB", "--command", "SELECT x'00ff' AS b, 1.5 AS f, 2 AS i, NULL AS n, 'é' AS t; SELECT 1 AS one", "--json"),
+    ("execute", "app-db-id", "--command", "SELECT x'00ff' AS b, 1.5 AS f, NULL AS n, 'é' AS t"),
+    ("execute", "DB", "--command", "SELEC oops"),
+    ("execute", "DB", "--command", "-- only a comment"),
+    ("execute", "NOPE", "--command", "SELECT 1"),
+]
+
+
+def _outputs(app):
+    def timeless(output):
+        if not output.startswith("[") or '"meta"' not in output:
+            return output
+        envelopes = json.loads(output)
+        for envelope in envelopes:
+            # How long each statement took differs, and a SELECT's last_row_id is its connection's
+            # last insert (as in D1): the server's connection made one, a fresh one has not.
+            del envelope["meta"]["duration"], envelope["meta"]["timings"], envelope["meta"]["last_row_id"]
+        return envelopes
+
+    return [(r.exit_code, timeless(r.output)) for r in (run(app, *args) for args in SAME_OUTPUT)]
+
+
+def test_the_commands_go_through_a_running_cfemu_dev(app, dev_server):
+    import urllib.request
+
+    server = dev_server(app / "wrangler.toml", "--persist-to", str(app / "state"), "--no-live-reload")
+
+    def worker(sql):
+        req = urllib.request.Request(server.url + "/", data=json.dumps({"sql": sql}).encode(), method="POST")
+        return json.loads(urllib.request.urlopen(req).read())["result"]
+
+    mark = server.mark()
+    applied = run(app, "migrations", "apply", "DB", "--json")
+    assert [m["name"] for m in json.loads(applied.output)] == ["0001_users.sql", "0002_posts.sql"]
+    server.wait_for(r"POST /cdn-cgi/cfemu/d1/DB/migrations/apply", start=mark)
+    inserted = run(app, "execute", "DB", "--command", "INSERT INTO users (name) VALUES ('from-cli')")
+    assert inserted.exit_code == 0 and "OK: 1 change(s)" in inserted.output
+    server.wait_for(r"POST /cdn-cgi/cfemu/d1/DB/execute", start=mark)
+    # The worker's own connection sees the row at once.
+    assert "from-cli" in [r["name"] for r in worker("SELECT name FROM users")["results"]]
+    served = _outputs(app)
+    server.wait_for(r"GET /cdn-cgi/cfemu/d1/app-db/migrations/list", start=mark)
+    # Errors are the binding's one-line messages, never a traceback.
+    assert all("Traceback" not in out for _, out in served)
+    assert served[SAME_OUTPUT.index(("execute", "DB", "--command", "-- only a comment"))] == \
+        (1, "Error: No SQL statements detected.\n")
+    assert served[-1][0] == 1 and "no D1 database 'NOPE' in the config" in served[-1][1]
+    assert server.interrupt() == 0
+    assert not (app / "state" / "dev.json").exists()
+    assert _outputs(app) == served  # the same commands on the files directly print the same
+
+
+def test_a_stale_dev_json_falls_back_to_the_files(app):
+    import os
+    import socket
+
+    (app / "state").mkdir()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (app / "state" / "dev.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))
+    assert run(app, "migrations", "apply", "DB").exit_code == 0
+    out = run(app, "execute", "DB", "--command", "SELECT count(*) AS c FROM users", "--json")
+    assert out.exit_code == 0 and json.loads(out.output)[0]["results"] == [{"c": 1}]
