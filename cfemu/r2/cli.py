@@ -1,8 +1,9 @@
 """`cfemu r2 object put|get|delete|list`: wrangler's R2 object verbs on the local state.
 
-R2 keeps no state in memory between calls and SQLite (WAL) lets processes share the metadata, so
-these commands open the bucket directly even while a `cfemu dev` serves it; they never run the
-start-up clean-up, which could remove a file the server is still writing.
+When a `cfemu dev` serves the same state directory these commands act through it, on the bucket its
+worker uses (`cfemu.r2.admin`), so nothing races the server's open files; otherwise they open the
+bucket directly (never running the start-up clean-up).  Both paths run the same operations and
+print the same.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import click
 
 from ..cli import open_state, state_options
 from ..coro import run_nonsuspending
+from ..devclient import call, call_json, quote
 from ..errors import JsException
+from . import admin
 
 __all__ = ["r2"]
 
@@ -30,28 +33,41 @@ def _sync(coroutine: Any) -> Any:
         raise click.ClickException(str(e)) from None
     except apsw.Error as e:
         # e.g. the metadata file is locked by another writer for longer than the busy timeout
-        raise click.ClickException(f"the R2 bucket's metadata file could not be used: {e}") from None
+        raise click.ClickException(admin.METADATA_UNUSABLE.format(error=e)) from None
 
 
-def _open(path: str, config_path: str, env: str | None, persist_to: str | None) -> tuple[Any, str]:
-    from ..clock import RealClock
-    from .bucket import R2Bucket
-    from .storage import R2Storage
-
+def _resolve(path: str, config_path: str, env: str | None, persist_to: str | None) -> tuple[Path, str, str]:
+    """The state directory, the bucket_name and the key `<bucket>/<key>` names."""
     name, sep, key = path.partition("/")
     if not sep or not key:
         raise click.BadParameter(f"{path!r} is not <bucket>/<key>", param_hint="OBJECT_PATH")
     config, state = open_state(config_path, env, persist_to)
     for bucket in config.r2_buckets:
         if name in (bucket.bucket_name, bucket.binding):
-            root = state / "r2" / bucket.bucket_name
-            try:
-                storage = R2Storage(root, recover=False)
-            except (apsw.Error, OSError) as e:
-                raise click.ClickException(f"cannot open the R2 bucket at {root}: {e}") from None
-            return R2Bucket(storage, RealClock(), name=bucket.bucket_name), key
+            return state, bucket.bucket_name, key
     known = ", ".join(b.bucket_name for b in config.r2_buckets) or "none"
     raise click.ClickException(f"no R2 bucket {name!r} in the config (buckets: {known})")
+
+
+def _direct(state: Path, bucket_name: str, operation: Any, *args: Any) -> Any:
+    """Run an operation of `cfemu.r2.admin` on the bucket's files themselves."""
+    from ..clock import RealClock
+    from .bucket import R2Bucket
+    from .storage import R2Storage
+
+    root = state / "r2" / bucket_name
+    try:
+        storage = R2Storage(root, recover=False)
+    except (apsw.Error, OSError) as e:
+        raise click.ClickException(f"cannot open the R2 bucket at {root}: {e}") from None
+    try:
+        return _sync(operation(R2Bucket(storage, RealClock(), name=bucket_name), *args))
+    finally:
+        storage.close()
+
+
+def _endpoint(bucket_name: str, verb: str) -> str:
+    return f"r2/{quote(bucket_name)}/{verb}"
 
 
 @click.group()
@@ -79,16 +95,15 @@ def put(object_path: str, config_path: str, env: str | None, persist_to: str | N
     if (file is None) == (not pipe):
         raise click.UsageError("give exactly one of --file or --pipe")
     data = Path(file).read_bytes() if file else sys.stdin.buffer.read()
-    bucket, key = _open(object_path, config_path, env, persist_to)
+    state, name, key = _resolve(object_path, config_path, env, persist_to)
     http = {k: v for k, v in (("contentType", content_type), ("cacheControl", cache_control)) if v}
-    try:
-        obj = _sync(bucket.put(key, data, httpMetadata=http))
-    finally:
-        bucket._storage.close()
+    obj = call_json(state, "POST", _endpoint(name, "put"), query={"key": key, **http}, body=data)
+    if obj is None:
+        obj = _direct(state, name, admin.put_object, key, data, http)
     if as_json:
-        click.echo(json.dumps(_describe(obj), indent=2))
+        click.echo(json.dumps(obj, indent=2))
     else:
-        click.echo(f"Uploaded {bucket.name}/{key} ({obj.size} bytes, etag {obj.etag})")
+        click.echo(f"Uploaded {name}/{key} ({obj['size']} bytes, etag {obj['etag']})")
 
 
 @object_.command()
@@ -99,17 +114,14 @@ def put(object_path: str, config_path: str, env: str | None, persist_to: str | N
 def get(object_path: str, config_path: str, env: str | None, persist_to: str | None, file: str | None,
         pipe: bool) -> None:
     """Fetch an object's body."""
-    bucket, key = _open(object_path, config_path, env, persist_to)
-    try:
-        obj = _sync(bucket.get(key))
-        if obj is None:
-            raise click.ClickException(f"The specified key does not exist: {bucket.name}/{key}")
-        data = _sync(obj.bytes())
-    finally:
-        bucket._storage.close()
+    state, name, key = _resolve(object_path, config_path, env, persist_to)
+    answer = call(state, "GET", _endpoint(name, "get"), query={"key": key})
+    data = answer.body if answer is not None else _direct(state, name, admin.get_object, key)
+    if data is None:
+        raise click.ClickException(admin.NO_SUCH_KEY.format(bucket=name, key=key))
     if file:
         Path(file).write_bytes(data)
-        click.echo(f"Downloaded {bucket.name}/{key} to {file} ({len(data)} bytes)", err=True)
+        click.echo(f"Downloaded {name}/{key} to {file} ({len(data)} bytes)", err=True)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -120,12 +132,10 @@ def get(object_path: str, config_path: str, env: str | None, persist_to: str | N
 @state_options
 def delete(object_path: str, config_path: str, env: str | None, persist_to: str | None) -> None:
     """Delete an object."""
-    bucket, key = _open(object_path, config_path, env, persist_to)
-    try:
-        _sync(bucket.delete(key))
-    finally:
-        bucket._storage.close()
-    click.echo(f"Deleted {bucket.name}/{key}")
+    state, name, key = _resolve(object_path, config_path, env, persist_to)
+    if call(state, "POST", _endpoint(name, "delete"), query={"key": key}) is None:
+        _direct(state, name, admin.delete_object, key)
+    click.echo(f"Deleted {name}/{key}")
 
 
 @object_.command("list")
@@ -136,28 +146,11 @@ def delete(object_path: str, config_path: str, env: str | None, persist_to: str 
 def list_(bucket_name: str, config_path: str, env: str | None, persist_to: str | None, prefix: str,
           as_json: bool) -> None:
     """List the objects of a bucket (every page)."""
-    bucket, _ = _open(f"{bucket_name}/-", config_path, env, persist_to)
-    objects = []
-    try:
-        cursor = None
-        while True:
-            page = _sync(bucket.list(prefix=prefix, cursor=cursor, include=["httpMetadata", "customMetadata"]))
-            objects += page["objects"]
-            if not page["truncated"]:
-                break
-            cursor = page["cursor"]
-    finally:
-        bucket._storage.close()
+    state, name, _ = _resolve(f"{bucket_name}/-", config_path, env, persist_to)
+    answer = call_json(state, "GET", _endpoint(name, "list"), query={"prefix": prefix})
+    objects = answer["objects"] if answer is not None else _direct(state, name, admin.list_objects, prefix)
     if as_json:
-        click.echo(json.dumps([_describe(o) for o in objects], indent=2))
+        click.echo(json.dumps(objects, indent=2))
         return
     for o in objects:
-        click.echo(f"{o.key}\t{o.size}\t{o.uploaded.isoformat()}\t{o.etag}")
-
-
-def _describe(obj: Any) -> dict[str, Any]:
-    http = dict(obj.httpMetadata or {})
-    if "cacheExpiry" in http:
-        http["cacheExpiry"] = http["cacheExpiry"].isoformat()
-    return {"key": obj.key, "size": obj.size, "etag": obj.etag, "version": obj.version,
-            "uploaded": obj.uploaded.isoformat(), "httpMetadata": http, "customMetadata": dict(obj.customMetadata or {})}
+        click.echo(f"{o['key']}\t{o['size']}\t{o['uploaded']}\t{o['etag']}")

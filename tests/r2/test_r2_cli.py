@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cfemu.r2.cli import r2
@@ -54,3 +55,72 @@ def test_a_metadata_file_that_is_not_a_database_is_a_one_line_error(tmp_path):
     result = run(app, "list", "test-bucket")
     assert result.exit_code == 1
     assert result.output == f"Error: cannot open the R2 bucket at {root}: file is not a database\n"
+
+
+# -- through a running `cfemu dev` -------------------------------------------------------------
+
+SAME_OUTPUT = [  # commands that change nothing: their output must not depend on the path taken
+    ("get", "test-bucket/dir/a.bin", "--pipe"),
+    ("get", "BUCKET/from-worker", "--pipe"),
+    ("get", "test-bucket/missing", "--pipe"),
+    ("list", "test-bucket"),
+    ("list", "BUCKET", "--json"),
+    ("list", "test-bucket", "--prefix", "dir/", "--json"),
+    ("put", "test-bucket/" + "k" * 1100, "--pipe"),
+    ("delete", "test-bucket/" + "k" * 1100),
+]
+
+
+def _outputs(app):
+    return [(r.exit_code, r.stdout_bytes, r.stderr) for r in (run(app, *args, input=b"x") for args in SAME_OUTPUT)]
+
+
+def test_the_object_commands_go_through_a_running_cfemu_dev(tmp_path, dev_server):
+    import urllib.request
+
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    server = dev_server(app / "wrangler.toml", "--persist-to", str(app / "state"), "--no-live-reload")
+    mark = server.mark()
+    body = bytes(range(256)) * 4
+    put = run(app, "put", "test-bucket/dir/a.bin", "--pipe", "--content-type", "application/x-test", "--json",
+              input=body)
+    assert put.exit_code == 0, put.output
+    server.wait_for(r"POST /cdn-cgi/cfemu/r2/test-bucket/put\?key=dir%2Fa\.bin", start=mark)
+    # The worker's bucket serves it at once.
+    with urllib.request.urlopen(server.url + "/dir/a.bin") as resp:
+        assert resp.read() == body and resp.headers["content-type"] == "application/x-test"
+    urllib.request.urlopen(urllib.request.Request(server.url + "/from-worker", data=b"hi", method="PUT")).read()
+    assert run(app, "get", "test-bucket/from-worker", "--pipe").stdout_bytes == b"hi"
+    served = _outputs(app)
+    server.wait_for(r"GET /cdn-cgi/cfemu/r2/test-bucket/list", start=mark)
+    assert all(b"Traceback" not in out and "Traceback" not in err for _, out, err in served)
+    missing = served[SAME_OUTPUT.index(("get", "test-bucket/missing", "--pipe"))]
+    assert missing[0] == 1 and missing[2] == "Error: The specified key does not exist: test-bucket/missing\n"
+    too_long = served[SAME_OUTPUT.index(("put", "test-bucket/" + "k" * 1100, "--pipe"))]
+    assert too_long[0] == 1 and too_long[2].startswith("Error: put: The specified object name is not valid.")
+    assert run(app, "put", "BUCKET/tmp", "--pipe", input=b"gone soon").exit_code == 0
+    assert urllib.request.urlopen(server.url + "/tmp").read() == b"gone soon"
+    assert run(app, "delete", "BUCKET/tmp").exit_code == 0
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.url + "/tmp")
+    assert info.value.code == 404
+    assert server.interrupt() == 0
+    assert not (app / "state" / "dev.json").exists()
+    assert _outputs(app) == served  # the same commands on the files directly print the same
+
+
+def test_a_stale_dev_json_falls_back_to_the_files(tmp_path):
+    import os
+    import socket
+
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    (app / "state").mkdir()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (app / "state" / "dev.json").write_text(json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"}))
+    assert run(app, "put", "test-bucket/a", "--pipe", input=b"body").exit_code == 0
+    assert run(app, "get", "test-bucket/a", "--pipe").stdout_bytes == b"body"
+    assert [o["key"] for o in json.loads(run(app, "list", "test-bucket", "--json").output)] == ["a"]
