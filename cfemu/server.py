@@ -26,7 +26,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 from .config import WorkerConfig, find_config, load_config
-from .devinfo import INTERNAL_PREFIX, remove_dev_info, write_dev_info
+from .devinfo import INTERNAL_PREFIX, NOT_SERVED, remove_dev_info, write_dev_info
 from .errors import ConfigError, JsException, WorkerLoadError
 from .http import Headers, Request, Response
 from .objects import JsObject
@@ -148,6 +148,11 @@ class DevServer:
                                   f"({round(elapsed)}ms)\n")
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(INTERNAL_PREFIX):
+            # Before the load check: the CLI still reaches the bindings while the worker code is broken.
+            internal = await self._internal(request, self.runtime)
+            if internal is not None:
+                return internal
         # A broken edit answers with its error (not the stale code) until the fix is saved.
         if self.runtime is None or self.load_error is not None:
             message = self.load_error or "the worker is not loaded"
@@ -164,10 +169,6 @@ class DevServer:
                 from .analytics.http import handle_sql
 
                 return await handle_sql(service, request)
-        if request.path.startswith("/cdn-cgi/cfemu/"):
-            internal = await self._internal(request, runtime)
-            if internal is not None:
-                return internal
         worker_request = await _to_worker_request(request)
         response = await runtime.fetch(worker_request)
         if response.status == 101 and response.webSocket is not None:
@@ -176,10 +177,10 @@ class DevServer:
             return await self._bridge_websocket(request, response)
         return await _to_aiohttp_response(request, response)
 
-    async def _internal(self, request: web.Request, runtime: Runtime) -> web.Response | None:
+    async def _internal(self, request: web.Request, runtime: Runtime | None) -> web.Response | None:
         """Endpoints the CLI uses to act through the running server (only on loopback)."""
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        if peer and peer[0] not in ("127.0.0.1", "::1"):
+        if peer and not _loopback(peer[0]):
             return web.json_response({"error": "internal endpoints answer loopback clients only"}, status=403)
         path = request.raw_path.partition("?")[0][len(INTERNAL_PREFIX):]
         if path == "ping":
@@ -189,6 +190,8 @@ class DevServer:
         module = _ADMIN_ENDPOINTS.get(kind)
         if module is None:
             return None
+        if runtime is None:  # no runtime holds the files (the config failed to load): the CLI opens them
+            return web.json_response({"error": "no runtime is running", NOT_SERVED: True}, status=503)
         try:
             return await importlib.import_module(module).handle(request, runtime, segments)
         except JsException as e:  # the binding's own message, as the CLI's direct path shows it
@@ -329,6 +332,18 @@ class _AccessLog:
 
 
 _access_log = _AccessLog()
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, or 127.x seen through an IPv4-mapped IPv6 socket."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def _reason(status: int) -> str:

@@ -169,3 +169,29 @@ def test_a_stale_dev_json_falls_back_to_the_files(config):
     assert [k["name"] for k in json.loads(cli(config, "list", "--binding", "KV", "--json").stdout)] == ["greeting"]
     cli(config, "delete", "greeting", "--binding", "KV")
     assert cli(config, "get", "greeting", "--binding", "KV", ok=False).exit_code == 1
+
+
+def test_the_cli_reaches_the_namespace_while_the_worker_code_is_broken(config, dev_server):
+    server = dev_server(config)
+    cli(config, "put", "greeting", "kept", "--binding", "KV")
+    mark = server.mark()
+    (config.parent / "worker.py").write_text('raise RuntimeError("broken on purpose")\n')
+    server.wait_for(r"broken on purpose", start=mark)
+    assert cli(config, "get", "greeting", "--binding", "KV").stdout_bytes == b"kept"
+    server.wait_for(r"GET /cdn-cgi/cfemu/kv/abc123/get\?key=greeting 200", start=mark)
+
+
+async def test_the_endpoints_answer_loopback_clients_only():
+    from types import SimpleNamespace
+
+    from cfemu.server import DevServer
+
+    def request(peer):
+        transport = SimpleNamespace(get_extra_info=lambda name: peer)
+        return SimpleNamespace(transport=transport, raw_path="/cdn-cgi/cfemu/kv/abc123/get?key=k", method="GET")
+
+    refused = await DevServer._internal(None, request(("192.0.2.7", 40000)), None)
+    assert refused.status == 403 and json.loads(refused.body) == {"error": "internal endpoints answer loopback clients only"}
+    for peer in [("127.0.0.1", 1), ("::1", 1, 0, 0), ("::ffff:127.0.0.1", 1, 0, 0)]:
+        # A loopback client gets past the check (no runtime here: "not served", use the files).
+        assert (await DevServer._internal(None, request(peer), None)).status == 503
