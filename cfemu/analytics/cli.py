@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import click
 
@@ -23,19 +20,18 @@ def analytics() -> None:
     """Analytics Engine: query the stored data points with SQL."""
 
 
-def _via_server(url: str, sql: str, fmt: str | None) -> tuple[int, Any]:
-    endpoint = url.rstrip("/") + "/client/v4/accounts/local/analytics_engine/sql"
-    if fmt:
-        endpoint += "?" + urllib.parse.urlencode({"format": fmt})
-    request = urllib.request.Request(endpoint, data=sql.encode(), method="POST",
-                                     headers={"Content-Type": "text/plain", "Authorization": "Bearer local"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            text = response.read().decode()
-            is_json = response.headers.get_content_type() == "application/json"
-            return response.status, json.loads(text) if is_json else text
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+def _via_server(state: Path, sql: str, fmt: str | None) -> tuple[int, Any] | None:
+    """The SQL API's answer from the `cfemu dev` serving `state`, or None when none serves it."""
+    from ..devclient import request
+
+    answer = request(state, "POST", "/client/v4/accounts/local/analytics_engine/sql", query={"format": fmt or None},
+                     body=sql.encode(), headers={"Content-Type": "text/plain", "Authorization": "Bearer local"})
+    if answer is None:
+        return None
+    text = answer.body.decode()
+    if answer.status >= 400 or answer.content_type != "application/json":
+        return answer.status, text
+    return answer.status, json.loads(text)
 
 
 def _direct(state: Path, sql: str, fmt: str | None) -> tuple[int, Any]:
@@ -68,11 +64,8 @@ def query(sql: str, fmt: str | None, config_path: str, env: str | None, persist_
     Talks to the `cfemu dev` serving this state directory when there is one (it holds the
     database open); otherwise reads the files directly.
     """
-    from ..devinfo import running_server
-
     _, state = open_state(config_path, env, persist_to)
-    url = running_server(state)
-    status, body = _via_server(url, sql, fmt) if url else _direct(state, sql, fmt)
+    status, body = _via_server(state, sql, fmt) or _direct(state, sql, fmt)
     if status >= 400:
         raise click.ClickException(str(body).strip())
     if isinstance(body, dict):
