@@ -9,6 +9,7 @@ Endpoints, under `/cdn-cgi/cfemu/kv/<namespace id>/` (all JSON unless said other
     GET  get?key=&expiration=1   -> the value's bytes; header `cfemu-kv-entry`: {found, metadata, expiration}
     POST delete?key=             -> {}
     GET  list?prefix=            -> {"keys": [{name, expiration?, metadata?}...]} (every page)
+    GET  count                   -> {"keys": n}  (rows stored, expired ones not yet purged included)
 A namespace id the server's config does not bind answers 404 "not served": the CLI opens the file.
 """
 
@@ -82,7 +83,7 @@ async def handle(request: Any, runtime: Any, segments: list[str]) -> Any:
     if len(segments) != 2:
         return None
     namespace_id, verb = segments
-    route = {("POST", "put"), ("GET", "get"), ("POST", "delete"), ("GET", "list")}
+    route = {("POST", "put"), ("GET", "get"), ("POST", "delete"), ("GET", "list"), ("GET", "count")}
     if (request.method, verb) not in route:
         return None
     ns = _namespace(runtime, namespace_id)
@@ -109,6 +110,8 @@ async def handle(request: Any, runtime: Any, segments: list[str]) -> Any:
         if verb == "delete":
             await delete_key(ns, query.get("key", ""))
             return web.json_response({})
+        if verb == "count":
+            return web.json_response({"keys": ns._store.count()})
         return web.json_response({"keys": await list_keys(ns, query.get("prefix"))})
     except sqlite3.Error as e:
         return web.json_response({"error": FILE_UNUSABLE.format(error=e)}, status=500)

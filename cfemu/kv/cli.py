@@ -1,6 +1,6 @@
 """`cfemu kv key put|get|list|delete` and `cfemu kv namespace list`: wrangler's KV verbs on local state.
 
-When a `cfemu dev` serves the same state directory the key commands act through it, on the very
+When a `cfemu dev` serves the same state directory the commands act through it, on the very
 namespace its worker uses (`cfemu.kv.admin`), so nothing races the server's open file; otherwise
 they open the namespace file directly.  Both paths run the same operations and print the same.
 """
@@ -215,7 +215,10 @@ def namespace_list(config_path: str, env: str | None, persist_to: str | None, as
     for ns in config.kv_namespaces:
         path = namespace_path(state, ns.id)
         count = 0
-        if path.exists():
+        answer = call_json(state, "GET", _endpoint(ns.id, "count"))
+        if answer is not None:
+            count = answer["keys"]
+        elif path.exists():
             try:
                 store = KVStore(path)
                 try:

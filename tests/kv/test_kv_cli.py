@@ -122,7 +122,9 @@ SAME_OUTPUT = [  # commands that change nothing: their output must not depend on
 
 
 def _outputs(config):
-    return [(r.exit_code, r.output) for r in (cli(config, *args, ok=False) for args in SAME_OUTPUT)]
+    results = [cli(config, *args, ok=False) for args in SAME_OUTPUT]
+    results += [CliRunner().invoke(main, ["kv", "namespace", "list", *a, "--config", str(config)]) for a in [(), ("--json",)]]
+    return [(r.exit_code, r.output) for r in results]
 
 
 def test_the_key_commands_go_through_a_running_cfemu_dev(config, tmp_path, dev_server):
@@ -141,6 +143,8 @@ def test_the_key_commands_go_through_a_running_cfemu_dev(config, tmp_path, dev_s
     assert cli(config, "get", "blob", "--binding", "KV").stdout_bytes == data
     served = _outputs(config)
     server.wait_for(r"GET /cdn-cgi/cfemu/kv/abc123/list", start=mark)
+    server.wait_for(r"GET /cdn-cgi/cfemu/kv/abc123/count", start=mark)
+    assert json.loads(served[-1][1]) == [{"binding": "KV", "id": "abc123", "keys": 2}]
     # Errors come back as the binding's one-line message, never a traceback.
     too_long = served[SAME_OUTPUT.index(("put", "k" * 600, "v", "--binding", "KV"))]
     assert too_long[0] == 1 and "KV PUT failed: 414 UTF-8 encoded length of 600 exceeds key length limit of 512." in too_long[1]
