@@ -180,7 +180,10 @@ class DevServer:
     async def _internal(self, request: web.Request, runtime: Runtime | None) -> web.Response | None:
         """Endpoints the CLI uses to act through the running server (only on loopback)."""
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        if peer and not _loopback(peer[0]):
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        # A client on this machine that dialled the address `--host` named (not 127.0.0.1) arrives
+        # from that same address: a remote peer cannot complete a TCP handshake with it.
+        if peer and not (_loopback(peer[0]) or (local and peer[0] == local[0])):
             return web.json_response({"error": "internal endpoints answer loopback clients only"}, status=403)
         path = request.raw_path.partition("?")[0][len(INTERNAL_PREFIX):]
         if path == "ping":

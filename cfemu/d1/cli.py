@@ -22,7 +22,7 @@ from ..coro import run_nonsuspending
 from ..devclient import call_json, quote
 from ..errors import JsException
 from . import admin
-from .admin import split_statements
+from .admin import split_statements  # re-exported: it lived here first
 
 __all__ = ["d1", "split_statements"]
 

@@ -190,12 +190,13 @@ async def test_the_endpoints_answer_loopback_clients_only():
 
     from cfemu.server import DevServer
 
-    def request(peer):
-        transport = SimpleNamespace(get_extra_info=lambda name: peer)
+    def request(peer, local=("192.0.2.1", 8787)):
+        transport = SimpleNamespace(get_extra_info=lambda name: {"peername": peer, "sockname": local}[name])
         return SimpleNamespace(transport=transport, raw_path="/cdn-cgi/cfemu/kv/abc123/get?key=k", method="GET")
 
     refused = await DevServer._internal(None, request(("192.0.2.7", 40000)), None)
     assert refused.status == 403 and json.loads(refused.body) == {"error": "internal endpoints answer loopback clients only"}
-    for peer in [("127.0.0.1", 1), ("::1", 1, 0, 0), ("::ffff:127.0.0.1", 1, 0, 0)]:
-        # A loopback client gets past the check (no runtime here: "not served", use the files).
+    # Loopback clients, and one on this machine that dialled the server's own (non-loopback) address,
+    # get past the check (no runtime here: "not served", use the files).
+    for peer in [("127.0.0.1", 1), ("::1", 1, 0, 0), ("::ffff:127.0.0.1", 1, 0, 0), ("192.0.2.1", 50000)]:
         assert (await DevServer._internal(None, request(peer), None)).status == 503
