@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .config import WorkerConfig
 
-__all__ = ["Host", "Service", "SERVICES", "create_services"]
+__all__ = ["Host", "Service", "StoreService", "SERVICES", "create_services"]
 
 
 class Host(Protocol):
@@ -64,6 +64,31 @@ class Service:
 
     def abandon(self) -> None:
         """A crash: drop what is not durable yet and close files without flushing."""
+
+
+class StoreService(Service):
+    """A service whose bindings share stores that commit before each call returns (D1, R2).
+
+    Subclasses open their stores in `start()` into `self._stores`; closing and a crash are the same
+    here, since nothing is ever held back: both just close the files.
+    """
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self._stores: dict[str, Any] = {}
+
+    async def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+    def abandon(self) -> None:
+        for store in self._stores.values():
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - a crash closes what it can
+                pass
+        self._stores.clear()
 
 
 # (config attribute that enables the service, "module:Class"); modules are imported only when used.

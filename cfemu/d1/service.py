@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import D1DatabaseConfig
-from ..services import Service
+from ..services import StoreService
 from .database import D1Database
 from .migrations import Migration, apply_migrations, applied_migrations, migration_files, pending_migrations
 from .storage import D1Storage
@@ -19,22 +19,21 @@ def database_path(state_dir: Path, database_id: str) -> Path:
     return Path(state_dir) / "d1" / f"{database_id}.sqlite"
 
 
-class D1Service(Service):
+class D1Service(StoreService):
     """Provides `env.<binding>` D1 databases; also the Python API for migrations (tests, CLI)."""
 
     kind = "d1"
 
     def __init__(self, host: Any) -> None:
         super().__init__(host)
-        self._storages: dict[str, D1Storage] = {}
         self._databases: dict[str, D1Database] = {}
 
     async def start(self) -> None:
         for db in self.host.config.d1_databases:
-            storage = self._storages.get(db.database_id)
+            storage = self._stores.get(db.database_id)
             if storage is None:
                 storage = D1Storage(database_path(self.host.state_dir, db.database_id))
-                self._storages[db.database_id] = storage
+                self._stores[db.database_id] = storage
             self._databases[db.binding] = D1Database(storage, name=db.database_name)
 
     def bindings(self) -> dict[str, Any]:
@@ -49,7 +48,7 @@ class D1Service(Service):
         raise KeyError(f"no D1 database {name!r} in the config (bindings: {known})")
 
     def storage(self, name: str) -> D1Storage:
-        return self._storages[self.config_for(name).database_id]
+        return self._stores[self.config_for(name).database_id]
 
     def database(self, name: str) -> D1Database:
         return self._databases[self.config_for(name).binding]
@@ -70,16 +69,4 @@ class D1Service(Service):
         return apply_migrations(self.storage(name), db.migrations_dir, db.migrations_table,
                                 now=self.host.clock.now())
 
-    async def close(self) -> None:
-        for storage in self._storages.values():
-            storage.close()
-        self._storages.clear()
 
-    def abandon(self) -> None:
-        # Every D1 call commits before it returns, so a crash loses nothing confirmed.
-        for storage in self._storages.values():
-            try:
-                storage.close()
-            except Exception:
-                pass
-        self._storages.clear()

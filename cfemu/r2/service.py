@@ -4,29 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..services import Service
+from ..services import StoreService
 from .bucket import R2Bucket
 from .storage import R2Storage
 
 __all__ = ["R2Service"]
 
 
-class R2Service(Service):
+class R2Service(StoreService):
     """Provides `env.<binding>` R2 buckets; opening a bucket cleans what a crash left behind."""
 
     kind = "r2"
 
     def __init__(self, host: Any) -> None:
         super().__init__(host)
-        self._storages: dict[str, R2Storage] = {}
         self._buckets: dict[str, R2Bucket] = {}
 
     async def start(self) -> None:
         for bucket in self.host.config.r2_buckets:
-            storage = self._storages.get(bucket.bucket_name)
+            storage = self._stores.get(bucket.bucket_name)
             if storage is None:
                 storage = R2Storage(self.host.state_dir / "r2" / bucket.bucket_name)
-                self._storages[bucket.bucket_name] = storage
+                self._stores[bucket.bucket_name] = storage
             self._buckets[bucket.binding] = R2Bucket(storage, self.host.clock, name=bucket.bucket_name)
 
     def bindings(self) -> dict[str, Any]:
@@ -36,19 +35,7 @@ class R2Service(Service):
         """A bucket's storage by binding or bucket name (for tests and the CLI)."""
         for bucket in self.host.config.r2_buckets:
             if name in (bucket.binding, bucket.bucket_name):
-                return self._storages[bucket.bucket_name]
+                return self._stores[bucket.bucket_name]
         raise KeyError(name)
 
-    async def close(self) -> None:
-        for storage in self._storages.values():
-            storage.close()
-        self._storages.clear()
 
-    def abandon(self) -> None:
-        # Every R2 write commits before it returns; files a crash strands are cleaned on the next start.
-        for storage in self._storages.values():
-            try:
-                storage.close()
-            except Exception:
-                pass
-        self._storages.clear()
