@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -62,7 +63,11 @@ def test_the_standalone_bindings_example_runs(tmp_path):
         + "    print('value', await KVNamespace.open('cache.sqlite').get('token'))\n\nasyncio.run(main())\n"
     )
     (tmp_path / "standalone.py").write_text(script)
-    done = subprocess.run([sys.executable, "standalone.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CFEMU_AI_")}  # the offline responder
+    done = subprocess.run([sys.executable, "standalone.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "{'hello': 'world'}" in done.stdout
     assert "value abc" in done.stdout
+    assert "True" in done.stdout  # the rate limiter's first call
+    assert "offline" in done.stdout.lower()  # the AI answer comes from the labelled offline responder
