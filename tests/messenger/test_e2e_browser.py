@@ -188,9 +188,63 @@ async def test_two_tabs_sharing_a_session_refresh_without_tripping_reuse_detecti
                 await tab1.wait_for_timeout(100)
             await tab1.wait_for_timeout(500)
         for tab in (tab1, tab2):
-            assert await tab.locator("dialog#expired[open]").count() == 0
+            assert await tab.locator("dialog#expired[open]").count() == 0, await tab.locator("#expired-reason").inner_text()
         token = await tab2.evaluate("() => JSON.parse(localStorage.getItem('cfm.session')).accessToken")
         me = await tab2.evaluate("async (t) => (await fetch('/api/me', {headers: {authorization: 'Bearer ' + t}})).status",
                                  token)
         assert me == 200 and refreshes
+        await browser.close()
+
+
+# A tab whose view of localStorage lags behind the other tabs' writes (Chromium keeps a per-renderer
+# cache that catches up asynchronously): it sees only what it wrote itself, and no storage events.
+_STALE_LOCAL_STORAGE = """
+(() => {
+  const own = new Map();
+  const get = Storage.prototype.getItem, set = Storage.prototype.setItem;
+  Storage.prototype.getItem = function (k) { if (!own.has(k)) own.set(k, get.call(this, k)); return own.get(k); };
+  Storage.prototype.setItem = function (k, v) { own.set(k, String(v)); return set.call(this, k, v); };
+  const add = window.addEventListener;
+  window.addEventListener = function (type, ...rest) { if (type !== "storage") return add.call(this, type, ...rest); };
+})();
+"""
+
+
+async def test_a_tab_with_a_stale_local_storage_view_adopts_the_rotated_token_instead_of_replaying(tmp_path, dev_server):
+    """The refresh lock hands the rotated token over through storage every tab sees at once."""
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = await browser.new_context()
+        await context.clock.install()
+        refreshes = []
+        context.on("requestfinished", lambda r: refreshes.append(r) if r.url.endswith("/api/auth/refresh") else None)
+        tab1 = await context.new_page()
+        await tab1.goto(server.url)
+        await tab1.fill("input[name=username]", "alice")
+        await tab1.fill("input[name=password]", "alice-demo")
+        await tab1.click("#signin-submit")
+        await tab1.wait_for_selector(".group .buddy")
+        lagging = await context.new_page()
+        await lagging.add_init_script(_STALE_LOCAL_STORAGE)
+        await lagging.goto(server.url)  # rotates once on start-up
+        await lagging.wait_for_selector(".group .buddy")
+        await tab1.reload()  # rotates again: the lagging tab's own token is now spent
+        await tab1.wait_for_selector(".group .buddy")
+        assert len(refreshes) == 2
+        await context.clock.run_for(19 * 60 * 1000 + 5000)  # both tabs' refresh timers fire
+        for _ in range(100):
+            if len(refreshes) >= 3:
+                break
+            await tab1.wait_for_timeout(100)
+        await tab1.wait_for_timeout(1000)
+        for tab in (tab1, lagging):
+            assert await tab.locator("dialog#expired[open]").count() == 0, await tab.locator("#expired-reason").inner_text()
+        for tab in (tab1, lagging):
+            status = await tab.evaluate(
+                "async () => (await fetch('/api/me', {headers: {authorization: 'Bearer ' + "
+                "JSON.parse(localStorage.getItem('cfm.session')).accessToken}})).status")
+            assert status == 200
         await browser.close()

@@ -15,6 +15,38 @@ function lifetimeMs(token) {
   } catch { return 20 * 60 * 1000; }
 }
 
+// The cross-tab handoff of rotated tokens. localStorage alone is not enough: each tab reads a cached
+// copy that catches up with other tabs' writes asynchronously, so a tab taking the refresh lock right
+// after another released it could still see the spent token and present it (a replay, which revokes
+// the session). A committed IndexedDB transaction is seen by every later one, in any tab.
+const shared = {
+  db: null,
+  open() {
+    if (!this.db) {
+      this.db = new Promise((resolve) => {
+        if (!window.indexedDB) return resolve(null);
+        const req = indexedDB.open("cfm", 1);
+        req.onupgradeneeded = () => req.result.createObjectStore("session");
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => resolve(null); // storage disabled: localStorage is all there is
+      });
+    }
+    return this.db;
+  },
+  async run(mode, op) {
+    const db = await this.open();
+    if (!db) return undefined;
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction("session", mode);
+      const req = op(tx.objectStore("session"));
+      tx.oncomplete = () => resolve(req.result);
+      tx.onerror = tx.onabort = () => reject(tx.error);
+    });
+  },
+  read() { return this.run("readonly", (s) => s.get(STORE)); },
+  write(data) { return this.run("readwrite", (s) => (data ? s.put(data, STORE) : s.delete(STORE))); },
+};
+
 export class Session extends EventTarget {
   constructor() {
     super();
@@ -37,8 +69,10 @@ export class Session extends EventTarget {
     data.receivedAt = Date.now();
     this.data = data;
     localStorage.setItem(STORE, JSON.stringify(data));
+    const written = shared.write(data).catch(() => {});
     this.schedule();
     this.dispatchEvent(new CustomEvent("token", { detail: data.accessToken }));
+    return written;
   }
   adopt(data) {
     this.data = data;
@@ -49,6 +83,7 @@ export class Session extends EventTarget {
     clearTimeout(this.timer);
     this.data = null;
     localStorage.removeItem(STORE);
+    shared.write(null).catch(() => {});
   }
   schedule() {
     clearTimeout(this.timer);
@@ -65,13 +100,14 @@ export class Session extends EventTarget {
     if (this.refreshing) return this.refreshing;
     const rotate = async () => {
       // Under a cross-tab lock, and only if no other tab rotated meanwhile (else adopt its tokens).
-      const stored = JSON.parse(localStorage.getItem(STORE) || "null");
+      let stored = await shared.read().catch(() => undefined);
+      if (stored === undefined) stored = JSON.parse(localStorage.getItem(STORE) || "null");
       if (stored && stored.sessionId === this.data.sessionId && stored.refreshToken !== this.data.refreshToken) {
         this.adopt(stored);
         return stored.accessToken;
       }
       const data = await call("POST", "/api/auth/refresh", { refreshToken: this.data.refreshToken });
-      this.save(data);
+      await this.save(data); // handed over before the lock is released
       return data.accessToken;
     };
     this.refreshing = (async () => {
