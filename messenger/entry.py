@@ -7,6 +7,7 @@ source of `GET /api/openapi.json`, so the document cannot drift from what is ser
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import uuid
@@ -53,9 +54,31 @@ SECURITY_HEADERS = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None, headers: dict | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.status = code, message, status or ERRORS.get(code, 400)
+        self.headers = headers or {}
+
+
+def _throttled(message: str, retry_after_ms: int) -> ApiError:
+    """429 `rate_limited` with a Retry-After header in whole seconds (as Cloudflare's own 429s carry)."""
+    seconds = max(1, -(-int(retry_after_ms) // 1000))
+    return ApiError("rate_limited", f"{message}; retry in {seconds} s", 429, {"retry-after": str(seconds)})
+
+
+def client_address(request) -> str:
+    """The client's address as sign-in throttling counts it: IPv4 as is, IPv6 by its /64 (one host
+    usually holds a whole /64), "unknown" when Cloudflare's CF-Connecting-IP header is absent or odd."""
+    raw = (request.headers.get("cf-connecting-ip") or "").strip()
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _rpc(result) -> object:
@@ -174,7 +197,7 @@ class Default(WorkerEntrypoint):
                 return self._envelope(request, {"ok": True, "data": result, "requestId": rid}, 200)
             except ApiError as error:
                 return self._envelope(request, {"ok": False, "error": {"code": error.code, "message": error.message},
-                                                "requestId": rid}, error.status)
+                                                "requestId": rid}, error.status, error.headers)
             except ProtocolError as error:
                 return self._envelope(request, {"ok": False, "error": {"code": error.code, "message": error.message},
                                                 "requestId": rid}, ERRORS.get(error.code, 400))
@@ -203,10 +226,11 @@ class Default(WorkerEntrypoint):
             response.headers.set("vary", "Origin")
             response.headers.set("access-control-allow-headers", "authorization, content-type")
             response.headers.set("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS")
+            response.headers.set("access-control-expose-headers", "retry-after")
         return response
 
-    def _envelope(self, request, body: dict, status: int):
-        return self._cors(request, Response.json(body, status=status, headers=dict(SECURITY_HEADERS)))
+    def _envelope(self, request, body: dict, status: int, headers: dict | None = None):
+        return self._cors(request, Response.json(body, status=status, headers={**SECURITY_HEADERS, **(headers or {})}))
 
     async def _auth(self, request) -> dict:
         header = request.headers.get("authorization") or ""
@@ -245,17 +269,29 @@ class Default(WorkerEntrypoint):
     async def _login(self, request, claims, query):
         body = await self._body(request, "login")
         username = body["username"].strip().lower()
-        limiter = self.env.LIMITER.getByName("login:" + username)
-        verdict = py(await limiter.peek("login_failure"))
+        # Failures count per address (keyed hash, never the address itself) and per (account, address):
+        # guesses from one address throttle that address, never the owner signing in from elsewhere.
+        ip = events.keyed_hash(self.env, "signin-address:" + client_address(request))
+        per_ip = self.env.LIMITER.getByName("loginip:" + ip)
+        account = self.env.LIMITER.getByName("login:" + username)
+        # Each attempt is counted before the password is checked (concurrent guesses cannot overrun the
+        # limits while scrypt runs) and refunded when the password was right.
+        ip_verdict = py(await per_ip.take("login_ip"))
+        if not ip_verdict["ok"]:
+            events.emit(self.env, "rate_limited", blobs=("login_ip",))
+            raise _throttled("too many failed sign-ins from this address", ip_verdict["retryAfterMs"])
+        verdict = py(await account.loginBegin(ip))
         if not verdict["ok"]:
+            await per_ip.refund("login_ip", ip_verdict["at"])  # refused unchecked: not a failure
             events.emit(self.env, "rate_limited", blobs=("login",))
-            raise ApiError("rate_limited", f"too many failed sign-ins; retry in {-(-verdict['retryAfterMs'] // 1000)} s")
+            raise _throttled("too many failed sign-ins for this account", verdict["retryAfterMs"])
         found = py(await directory(self.env).credentials(username))
         stored = found["data"]["hash"] if found.get("ok") else _DUMMY_HASH
         if not auth.verify_password(body["password"], stored) or not found.get("ok"):
-            await limiter.take("login_failure")
             events.emit(self.env, "login_failure", blobs=("password",))
             raise ApiError("bad_credentials", "wrong username or password")
+        await account.loginEnd(ip, verdict["at"], True)
+        await per_ip.refund("login_ip", ip_verdict["at"])
         session = await self._new_session(found["data"]["id"])
         events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
         return session

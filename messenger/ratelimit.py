@@ -1,8 +1,14 @@
-"""Exact per-user rate limits whose counters live in Durable Object storage.
+"""Exact rate limits whose counters live in Durable Object storage.
 
-`take(record, kind, now_ms)` is the pure sliding-window rule; `RateLimiter` is the per-user Durable
-Object that applies it, so a user's limit is exact across every room and survives eviction, reroute
-and restart of the rooms and of the limiter itself.
+`take(record, kind, now_ms)` is the pure sliding-window rule; `RateLimiter` is the Durable Object that
+applies it (one per user for chat frames), so a user's limit is exact across every room and survives
+eviction, reroute and restart of the rooms and of the limiter itself.
+
+Sign-in throttling (`login_begin` / `login_end`, applied by the `login:<username>` instance, plus
+`login_ip` in a `loginip:<keyed hash of the address>` instance) counts failures per (account, client
+address) and per address, so wrong guesses from one address never lock the owner out; a looser
+per-account ceiling slows a spray from many addresses, except for addresses the account has signed in
+from before.  Addresses are stored only as keyed hashes.
 """
 
 from __future__ import annotations
@@ -12,12 +18,21 @@ import json
 from js import Date
 from workers import DurableObject
 
-__all__ = ["LIMITS", "take", "empty", "RateLimiter"]
+__all__ = ["LIMITS", "take", "refund", "empty", "login_begin", "login_end", "RateLimiter"]
 
 # kind -> (max events, window ms).  Chat frames only: pings, typing and receipts are not counted.
-# "login_failure" counts wrong passwords per username (instance `login:<username>`): password guessing
-# (and the scrypt CPU it costs) stops after 10 misses in 15 minutes; successful sign-ins never count.
-LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000), "login_failure": (10, 15 * 60_000)}
+# "login_ip" counts sign-in attempts from one client address (instance `loginip:<hash>`), whatever the
+# account; an attempt whose password was right is refunded, so only failures count.
+# "login_failure" is what instances `login:<username>` held before failures were counted per address
+# (kept so those records still parse; nothing counts it any more).
+LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000), "login_failure": (10, 15 * 60_000),
+          "login_ip": (50, 15 * 60_000)}
+
+LOGIN_WINDOW_MS = 15 * 60_000
+LOGIN_PAIR_LIMIT = 10        # failures per (account, address) in the window
+LOGIN_ACCOUNT_LIMIT = 100    # failures per account from all addresses (10 addresses at least)
+KNOWN_ADDRESS_MS = 30 * 24 * 3600 * 1000   # an address the account signed in from stays trusted this long
+KNOWN_ADDRESS_MAX = 16
 
 
 def empty() -> dict:
@@ -37,6 +52,60 @@ def take(record: dict | None, kind: str, now_ms: int) -> tuple[bool, dict, int]:
     return True, record, 0
 
 
+def refund(record: dict | None, kind: str, at: int) -> dict:
+    """The record without the event counted at `at` (an attempt that turned out not to count)."""
+    record = {k: list(v) for k, v in (record or empty()).items()}
+    log = record.get(kind, [])
+    if at in log:
+        log.remove(at)
+    record[kind] = log
+    return record
+
+
+def _login_record(record: dict | None, now_ms: int) -> dict:
+    """A copy of a `login:` record with what fell out of the window (or out of trust) dropped."""
+    record = record or {}
+    fresh = lambda log: [t for t in log if now_ms - t < LOGIN_WINDOW_MS]  # noqa: E731
+    pairs = {ip: fresh(log) for ip, log in (record.get("pairs") or {}).items()}
+    known = {ip: t for ip, t in (record.get("known") or {}).items() if now_ms - t < KNOWN_ADDRESS_MS}
+    return {"fails": fresh(record.get("fails") or []), "pairs": {ip: log for ip, log in pairs.items() if log},
+            "known": known}
+
+
+def login_begin(record: dict | None, ip: str, now_ms: int) -> tuple[bool, dict, int]:
+    """(allowed, new record, retry_after_ms) for a sign-in attempt on one account from address `ip`.
+
+    An allowed attempt is counted as a failure at once (concurrent guesses cannot slip past the limit
+    while their passwords are being checked); `login_end` takes it back when the password was right.
+    """
+    record = _login_record(record, now_ms)
+    pair = record["pairs"].get(ip, [])
+    if len(pair) >= LOGIN_PAIR_LIMIT:
+        return False, record, max(1, pair[0] + LOGIN_WINDOW_MS - now_ms)
+    fails = record["fails"]
+    if len(fails) >= LOGIN_ACCOUNT_LIMIT and ip not in record["known"]:
+        return False, record, max(1, fails[len(fails) - LOGIN_ACCOUNT_LIMIT] + LOGIN_WINDOW_MS - now_ms)
+    record["pairs"][ip] = pair + [now_ms]
+    fails.append(now_ms)
+    return True, record, 0
+
+
+def login_end(record: dict | None, ip: str, at: int, ok: bool, now_ms: int) -> dict:
+    """After the password check of an attempt begun at `at`: a success is not a failure, clears this
+    address's failures on the account and makes the address known (trusted past the account ceiling)."""
+    record = _login_record(record, now_ms)
+    if not ok:
+        return record
+    if at in record["fails"]:
+        record["fails"].remove(at)
+    record["pairs"].pop(ip, None)
+    known = dict(record["known"])
+    known.pop(ip, None)
+    known[ip] = now_ms
+    record["known"] = dict(sorted(known.items(), key=lambda kv: kv[1])[-KNOWN_ADDRESS_MAX:])
+    return record
+
+
 class RateLimiter(DurableObject):
     """One per user (`env.LIMITER.getByName(user_id)`): the user's counters across every room."""
 
@@ -44,11 +113,39 @@ class RateLimiter(DurableObject):
         """Count one `kind` event now if allowed: JSON {"ok": bool, "retryAfterMs": int}."""
         if kind not in LIMITS:
             return json.dumps({"ok": False, "retryAfterMs": 0, "error": f"unknown limit {kind!r}"})
+        now = Date.now()
         raw = await self.ctx.storage.get("rl")
-        allowed, record, retry = take(json.loads(raw) if raw else None, kind, Date.now())
+        allowed, record, retry = take(json.loads(raw) if raw else None, kind, now)
         if allowed:
             await self.ctx.storage.put("rl", json.dumps(record))
-        return json.dumps({"ok": allowed, "retryAfterMs": retry})
+        return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+
+    async def refund(self, kind: str, at: int) -> str:
+        """Take back the `kind` event counted at `at` (a sign-in whose password was right)."""
+        if kind not in LIMITS:
+            return json.dumps({"ok": False, "error": f"unknown limit {kind!r}"})
+        raw = await self.ctx.storage.get("rl")
+        if raw:
+            await self.ctx.storage.put("rl", json.dumps(refund(json.loads(raw), kind, int(at))))
+        return json.dumps({"ok": True})
+
+    async def loginBegin(self, ip: str) -> str:
+        """A sign-in attempt on this account (instance `login:<username>`) from address hash `ip`:
+        JSON {"ok", "retryAfterMs", "at"}; an allowed attempt counts as a failure until `loginEnd`."""
+        now = Date.now()
+        raw = await self.ctx.storage.get("login")
+        allowed, record, retry = login_begin(json.loads(raw) if raw else None, ip, now)
+        if allowed:
+            await self.ctx.storage.put("login", json.dumps(record))
+        return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+
+    async def loginEnd(self, ip: str, at: int, ok: bool) -> str:
+        """The password check of the attempt begun at `at` is done (`ok`: it was right)."""
+        if ok:
+            raw = await self.ctx.storage.get("login")
+            await self.ctx.storage.put("login", json.dumps(login_end(json.loads(raw) if raw else None, ip,
+                                                                     int(at), True, Date.now())))
+        return json.dumps({"ok": True})
 
     async def peek(self, kind: str) -> str:
         """Would one more `kind` event be allowed now? Counts nothing: JSON {"ok", "retryAfterMs"}."""
