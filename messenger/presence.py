@@ -160,12 +160,52 @@ class PresenceRoom(SocketHost):
         await self._load_grace()
         changes = json.loads(changes_json)
         profile = await self._profile(uid)
+        was_hidden = profile.get("state") == "appear-offline"
         for field, key in (("state", "state"), ("message", "message"), ("name", "name")):
             if field in changes:
                 profile[key] = changes[field]
+        # The version orders what rooms hear (a room may ask `joinRoom` while a change is on its way).
+        profile["v"] = profile.get("v", 0) + 1
         await jput(self.ctx.storage, f"p:{uid}", profile)
         await self._publish(uid)
+        hidden = profile.get("state") == "appear-offline"
+        if hidden != was_hidden:
+            await self._tell_rooms(uid, hidden, profile["v"])
         return json.dumps(await self._entry(uid, uid in self._online_users(), to_self=True, profile=profile))
+
+    # -- the rooms a user is in: appear-offline hides them there too ------------------------------
+
+    async def joinRoom(self, uid: str, room: str) -> str:
+        """RPC for a ChatRoom admitting a socket of `uid`: {"hidden", "v"}, and the room is remembered
+        (in the same event, so a later switch to or from appear-offline cannot miss it)."""
+        self._joins = getattr(self, "_joins", {})
+        self._joins[uid] = self._joins.get(uid, 0) + 1
+        rooms = await jget(self.ctx.storage, f"r:{uid}") or []
+        if room not in rooms:
+            await jput(self.ctx.storage, f"r:{uid}", rooms + [room])
+        profile = await self._profile(uid)
+        return json.dumps({"hidden": profile.get("state") == "appear-offline", "v": profile.get("v", 0)})
+
+    async def _tell_rooms(self, uid: str, hidden: bool, version: int) -> None:
+        """Every room the user has joined applies the change before setStatus returns (as buddy lists do);
+        rooms where they have no socket (and none being admitted) are forgotten."""
+        import asyncio
+
+        rooms = await jget(self.ctx.storage, f"r:{uid}") or []
+        joins = getattr(self, "_joins", {}).get(uid, 0)
+
+        async def tell(room: str):
+            try:
+                return room, py(await self.env.CHAT.getByName(room).setHidden(room, uid, hidden, version))
+            except Exception as error:
+                print(f"presence: telling {room} failed: {error!r}")
+                return room, None
+
+        answers = await asyncio.gather(*(tell(room) for room in rooms))
+        idle = {room for room, answer in answers if answer is not None and not answer.get("present")}
+        if idle and getattr(self, "_joins", {}).get(uid, 0) == joins:  # no room joined meanwhile
+            current = await jget(self.ctx.storage, f"r:{uid}") or []
+            await jput(self.ctx.storage, f"r:{uid}", [r for r in current if r not in idle])
 
     async def snapshot(self) -> str:
         """RPC: {user id: {status, message, name}} as other users see it."""
@@ -197,7 +237,7 @@ class PresenceRoom(SocketHost):
 
     async def forget(self, uid: str) -> str:
         """RPC for account deletion: drop the profile and go offline everywhere."""
-        await self.ctx.storage.delete(f"p:{uid}")
+        await self.ctx.storage.delete([f"p:{uid}", f"r:{uid}"])
         self._broadcast({"type": "presence", "user": {"id": uid, "status": "offline", "message": "", "name": None,
                                                       "deleted": True}})
         kv = getattr(self.env, "KV", None)

@@ -53,6 +53,8 @@ class ChatRoom(SocketHost):
         super().__init__(ctx, env)
         self.room: str | None = None
         self.seq: int | None = None  # cache of the stored counter; storage is the truth
+        self._pending: dict[str, int] = {}                  # uid -> sockets between presence lookup and admission
+        self._latest: dict[str, tuple[int, bool]] = {}      # uid -> newest (version, hidden) presence told us
 
     async def _load(self, room: str | None = None) -> None:
         if self.room is None:
@@ -83,8 +85,21 @@ class ChatRoom(SocketHost):
             self._close(ws, att, "forbidden")
             return
         # Asked before admission (an RPC lets other events in; the socket must not get live frames yet).
-        att["hidden"] = await self._appears_offline(claims["sub"])
-        self._admit(ws, att, claims)
+        # A switch to or from appear-offline that reaches this room meanwhile (`setHidden`) has a newer
+        # version than the answer, and wins.
+        uid = claims["sub"]
+        self._pending[uid] = self._pending.get(uid, 0) + 1
+        try:
+            hidden, version = await self._visibility(uid)
+            latest = self._latest.get(uid)
+            if latest is not None and latest[0] > version:
+                version, hidden = latest
+            att["hidden"], att["hv"] = hidden, version
+            self._admit(ws, att, claims)
+        finally:
+            self._pending[uid] -= 1
+            if not self._pending[uid]:
+                del self._pending[uid]
         marks = await self._all_marks()
         send(ws, {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
                   "lastSeq": self.seq, "receipts": marks, "members": self._members(claims["sub"]),
@@ -97,12 +112,36 @@ class ChatRoom(SocketHost):
         # reach this (already admitted) socket live and again inside the sync frame.
         await self._register(ws, att, self.room)
 
-    async def _appears_offline(self, uid: str) -> bool:
+    async def _visibility(self, uid: str) -> tuple[bool, int]:
+        """(appears offline?, version) from the presence object, which also notes this room for the user."""
         try:
-            return py(await presence(self.env).own(uid)).get("chosen") == "appear-offline"
+            answer = py(await presence(self.env).joinRoom(uid, self.room))
+            return bool(answer["hidden"]), int(answer["v"])
         except Exception as error:
             print(f"chat {self.room}: presence lookup failed: {error!r}")
-            return False
+            return False, -1
+
+    async def setHidden(self, room: str, uid: str, hidden: bool, version: int) -> str:
+        """RPC from presence: `uid` switched to (or from) appear-offline; others here see them leave (or
+        join) now.  {"present": whether they have a socket here, or one being admitted}."""
+        await self._load(room)
+        latest = self._latest.get(uid)
+        if latest is None or latest[0] < version:
+            self._latest[uid] = (version, hidden)
+        mine = [(ws, att) for ws, att in self._sockets() if att.get("uid") == uid]
+        was_visible = any(not att.get("hidden") for _, att in mine)
+        for ws, att in mine:
+            if att.get("hv", -1) < version:
+                att["hidden"], att["hv"] = hidden, version
+                save(ws, att)
+        visible = any(not att.get("hidden") for _, att in mine)
+        if was_visible and not visible:
+            self._broadcast({"type": "leave", "user": uid}, except_user=uid)
+            await self._clear_typing(uid)
+        elif visible and not was_visible:
+            name = next((att.get("name", "") for _, att in mine if not att.get("hidden")), "")
+            self._broadcast({"type": "join", "user": {"id": uid, "name": name}}, except_user=uid)
+        return json.dumps({"present": bool(mine) or self._pending.get(uid, 0) > 0})
 
     def _members(self, viewer: str | None = None) -> list[dict]:
         seen = {}
@@ -263,6 +302,8 @@ class ChatRoom(SocketHost):
         return [{"user": u, "name": v["name"], "until": v["until"]} for u, v in typing.items() if v["until"] > now]
 
     async def _typing(self, ws, att: dict) -> None:
+        if att.get("hidden"):
+            return  # an appear-offline user typing would give them away
         now = Date.now()
         typing = await jget(self.ctx.storage, "typing") or {}
         current = typing.get(att["uid"])

@@ -109,10 +109,12 @@ class SocketHost(DurableObject):
                 out.append((ws, att))
         return out
 
-    def _broadcast(self, frame, *, skip=None, only_user: str | None = None) -> None:
+    def _broadcast(self, frame, *, skip=None, only_user: str | None = None, except_user: str | None = None) -> None:
         text = frame if isinstance(frame, str) else json.dumps(frame, separators=(",", ":"))
         for ws, att in self._sockets():
             if ws is skip or (only_user is not None and att.get("uid") != only_user):
+                continue
+            if except_user is not None and att.get("uid") == except_user:
                 continue
             send(ws, text)
 
