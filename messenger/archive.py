@@ -19,7 +19,7 @@ import bodies
 from bots import day_of
 from naming import may_join
 
-__all__ = ["record", "search", "export_day", "terms", "SCHEMA"]
+__all__ = ["record", "search", "export_day", "rooms_of", "erase_user", "terms", "SCHEMA"]
 
 _WORD = re.compile(r"[\w']{2,32}", re.UNICODE)
 _DEFAULT_KEY = "cf-messenger-local-search-key"
@@ -113,10 +113,74 @@ async def export_day(env, day: str) -> list[str]:
         raise
     keys = []
     for r in rooms:
-        rows = _rows(await db.prepare("SELECT * FROM messages WHERE day = ? AND room = ? ORDER BY seq")
-                     .bind(day, r["room"]).all())
-        lines = "".join(json.dumps(_public_row(row), separators=(",", ":")) + "\n" for row in rows)
-        key = f"archive/{r['room']}/{day}.ndjson"
-        await bucket.put(key, lines, httpMetadata=to_js({"contentType": "application/x-ndjson"}, dict_converter=Object.fromEntries))
-        keys.append(key)
+        keys.append(await _write_day(db, bucket, r["room"], day))
     return keys
+
+
+def _archive_key(room: str, day: str) -> str:
+    return f"archive/{room}/{day}.ndjson"
+
+
+async def _write_day(db, bucket, room: str, day: str) -> str:
+    """(Re)write one room's day file from D1, whole; a day with no message left has no file."""
+    rows = _rows(await db.prepare("SELECT * FROM messages WHERE day = ? AND room = ? ORDER BY seq").bind(day, room).all())
+    key = _archive_key(room, day)
+    if not rows:
+        await bucket.delete(key)
+        return key
+    lines = "".join(json.dumps(_public_row(row), separators=(",", ":")) + "\n" for row in rows)
+    await bucket.put(key, lines, httpMetadata=to_js({"contentType": "application/x-ndjson"}, dict_converter=Object.fromEntries))
+    return key
+
+
+async def rooms_of(env, uid: str) -> list[str]:
+    """Rooms where D1 holds a message of `uid` (account deletion: where to look besides the obvious)."""
+    db = getattr(env, "DB", None)
+    if db is None:
+        return []
+    try:
+        return [r["room"] for r in _rows(await db.prepare("SELECT DISTINCT room FROM messages WHERE sender = ?").bind(uid).all())]
+    except Exception as error:
+        if "no such table" in str(error):
+            return []
+        raise
+
+
+async def erase_user(env, uid: str, whole_rooms: list[str]) -> dict:
+    """Account deletion: drop `uid`'s rows (and every row of `whole_rooms`) with their search terms from
+    D1, then rewrite the R2 day files that held them (already exported days only; the cron writes the
+    rest from D1 as it stands).  {"rows", "archives"}."""
+    db, bucket = getattr(env, "DB", None), getattr(env, "ARCHIVE", None)
+    if db is None:
+        return {"rows": 0, "archives": []}
+    whole = list(whole_rooms)
+    where = "sender = ?" + (f" OR room IN ({','.join('?' for _ in whole)})" if whole else "")
+    params = [uid, *whole]
+    try:
+        days = _rows(await db.prepare(f"SELECT DISTINCT room, day FROM messages WHERE {where}").bind(*params).all())
+    except Exception as error:
+        if "no such table" in str(error):
+            return {"rows": 0, "archives": []}
+        raise
+    results = await db.batch([
+        db.prepare(f"DELETE FROM message_terms WHERE message_id IN (SELECT id FROM messages WHERE {where})").bind(*params),
+        db.prepare(f"DELETE FROM messages WHERE {where}").bind(*params),
+    ])
+    deleted = _changes(results[1])
+    rewritten = []
+    if bucket is not None:
+        for r in days:
+            key = _archive_key(r["room"], r["day"])
+            if await bucket.head(key) is not None:
+                await _write_day(db, bucket, r["room"], r["day"])
+                rewritten.append(key)
+    return {"rows": deleted, "archives": rewritten}
+
+
+def _changes(result) -> int:
+    if hasattr(result, "to_py"):
+        result = result.to_py()
+    meta = result["meta"] if isinstance(result, dict) else result.meta
+    if hasattr(meta, "to_py"):
+        meta = meta.to_py()
+    return int(meta["changes"] if isinstance(meta, dict) else meta.changes)

@@ -96,6 +96,11 @@ class AIQuota(DurableObject):
         await jput_many(storage, {"day": day, "g": g + 1, "u:" + user_key: u + 1})
         return json.dumps({"ok": True, "global": g + 1, "user": u + 1})
 
+    async def forget(self, user_key: str) -> str:
+        """Account deletion: today's count of that user goes (the global count stays: it names no one)."""
+        await self.ctx.storage.delete("u:" + user_key)
+        return json.dumps({"ok": True})
+
     async def usage(self) -> str:
         storage = self.ctx.storage
         return json.dumps({"day": await jget(storage, "day"), "global": await jget(storage, "g") or 0})

@@ -132,7 +132,7 @@ class Directory(DurableObject):
         sids = _sids(await jget(storage, f"usess:{uid}"))
         # `sess:` records were written before sessions had their own objects (nothing reads them now).
         await storage.delete([f"user:{uid}", f"name:{user['username']}", f"usess:{uid}", *(f"sess:{s}" for s in sids)])
-        return _ok({"sessions": sids})
+        return _ok({"sessions": sids, "username": user["username"]})
 
     # -- sessions ---------------------------------------------------------------------------------
 

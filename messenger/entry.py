@@ -25,7 +25,7 @@ import sessions
 from bots import AIQuota
 from directory import Directory, directory
 from inbox import Inbox
-from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
+from naming import PUBLIC_ROOMS, dm_participants, dm_room, may_join, valid_room
 from presence import PresenceRoom, presence
 from protocol import BODIES, ERRORS, ProtocolError, loads, validate
 from ratelimit import RateLimiter
@@ -40,6 +40,9 @@ MAX_BODY_BYTES = 16 * 1024
 # A valid hash of a random password, checked when the username is unknown so that sign-in takes the
 # same time either way (no username probing by timing).
 _DUMMY_HASH = auth.DEMO_ACCOUNTS[0]["hash"]
+# What account deletion cannot reach yet: the runtime's SQLite files keep deleted bytes in free pages
+# and the WAL until it enables secure_delete (a storage-layer setting a worker cannot change).
+NOT_YET_SECURE_DELETE = "sqlite free pages and WAL (until the runtime enables secure_delete)"
 ROTATE_CRON = "0 */6 * * *"
 ARCHIVE_CRON = "15 0 * * *"
 
@@ -343,15 +346,60 @@ class Default(WorkerEntrypoint):
         return py(await presence(self.env).setStatus(claims["sub"], json.dumps(body)))
 
     async def _delete_me(self, request, claims, query):
+        """Erase the account from every store (messenger/README.md, "Account deletion").
+
+        The account record goes last: if any step fails the call answers 500 and the user can sign in
+        and call it again (every step is idempotent).
+        """
         uid = claims["sub"]
-        result = _rpc(await directory(self.env).deleteUser(uid))
-        erased = await sessions.revoke_sessions(self.env, result["sessions"], erase=True)
+        me = _rpc(await directory(self.env).getUser(uid))
+        sids = _rpc(await directory(self.env).sessionsOf(uid))
+        # First no session can act any more (nor send a message while its rooms are being redacted).
+        erased = await sessions.revoke_sessions(self.env, sids, erase=True)
         closed = await close_sessions(self.env, erased, "account_deleted")
+        joined = py(await presence(self.env).forget(uid)).get("rooms", [])
+        users = _rpc(await directory(self.env).listUsers())
+        rooms = set(PUBLIC_ROOMS) | set(joined) | set(await archive.rooms_of(self.env, uid))
+        rooms |= {room for e in erased for room in e.get("rooms", [])}
+        rooms |= {dm_room(uid, other) for other in [u["id"] for u in users] + [p["id"] for p in bots.PERSONAS]
+                  if other != uid}
+        rooms = sorted(r for r in rooms if valid_room(r) and may_join(r, uid))
+        counts = {"roomsRedacted": 0, "messagesRedacted": 0, "roomsWiped": 0, "inboxPointers": 0}
+        wiped = []
+        for room in rooms:
+            pair = dm_participants(room)
+            other = (pair[0] if pair[1] == uid else pair[1]) if pair else None
+            persona_dm = other is not None and bots.persona(other) is not None
+            result = py(await self.env.CHAT.getByName(room).eraseUser(room, uid, persona_dm))
+            if result.get("wiped"):
+                counts["roomsWiped"] += 1
+                wiped.append(room)
+            elif result.get("redacted"):
+                counts["roomsRedacted"] += 1
+                counts["messagesRedacted"] += result["redacted"]
+            if other is not None and not persona_dm:
+                # The other participant's inbox points at her DMs (and names her).
+                counts["inboxPointers"] += py(await self.env.INBOX.getByName(other).dropRoom(room)).get("cleared", 0)
+        cold = await archive.erase_user(self.env, uid, wiped)
         await self.env.INBOX.getByName(uid).wipe()
-        await presence(self.env).forget(uid)
-        return {"deleted": uid, "at": Date.now(), "closedSockets": closed,
-                "stores": ["directory:account", "directory:sessions", "inbox", "presence", "kv:presence"],
-                "notYet": ["room messages", "archives"]}
+        await self.env.LIMITER.getByName(uid).forget()
+        await self.env.LIMITER.getByName("login:" + me["username"]).forget()
+        await self.env.AI_QUOTA.getByName("global").forget(events.keyed_hash(self.env, uid))
+        result = _rpc(await directory(self.env).deleteUser(uid))
+        late = [s for s in result["sessions"] if s not in sids]  # signed in while this ran
+        if late:
+            closed += await close_sessions(self.env, await sessions.revoke_sessions(self.env, late, erase=True),
+                                           "account_deleted")
+        counts.update(d1Rows=cold["rows"], archivesRewritten=len(cold["archives"]))
+        return {"deleted": uid, "at": Date.now(), "closedSockets": closed, "counts": counts,
+                "stores": ["directory:account", "directory:sessions", "sessions", "kv:session-markers", "presence",
+                           "kv:presence", "rooms:messages(tombstones)", "rooms:receipts", "rooms:typing",
+                           "rooms:client-ids", "rooms:persona-dms", "inbox", "inbox:partners", "d1:messages",
+                           "d1:search-terms", "r2:archives", "limiter:chat", "limiter:sign-in", "ai-quota"],
+                "kept": ["analytics: keyed hashes only, never ids, names or text",
+                         "direct-message room names: they carry the random user id, which nothing links to anyone now",
+                         "persona replies to the user's @mentions in public rooms (the persona's messages)"],
+                "notYet": [NOT_YET_SECURE_DELETE]}
 
     async def _users(self, request, claims, query):
         me = claims["sub"]

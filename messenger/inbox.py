@@ -21,7 +21,7 @@ def pointer_key(room: str, seq: int) -> str:
 
 
 class Inbox(DurableObject):
-    """RPC: add(pointer_json), pending(), counts(), clear(room, upto), wipe()."""
+    """RPC: add(pointer_json), pending(), counts(), clear(room, upto), dropRoom(room), wipe()."""
 
     async def add(self, pointer_json: str) -> str:
         p = json.loads(pointer_json)
@@ -47,6 +47,13 @@ class Inbox(DurableObject):
 
     async def clear(self, room: str, upto: int) -> str:
         keys = [k for k, _ in await jlist(self.ctx.storage, prefix=f"p:{room}:", end=pointer_key(room, upto + 1))]
+        for i in range(0, len(keys), 128):
+            await self.ctx.storage.delete(keys[i:i + 128])
+        return json.dumps({"cleared": len(keys)})
+
+    async def dropRoom(self, room: str) -> str:
+        """Forget every pointer into `room` (its other participant's account was deleted)."""
+        keys = [k for k, _ in await jlist(self.ctx.storage, prefix=f"p:{room}:")]
         for i in range(0, len(keys), 128):
             await self.ctx.storage.delete(keys[i:i + 128])
         return json.dumps({"cleared": len(keys)})

@@ -236,14 +236,19 @@ class PresenceRoom(SocketHost):
         return json.dumps({"delivered": delivered})
 
     async def forget(self, uid: str) -> str:
-        """RPC for account deletion: drop the profile and go offline everywhere."""
+        """RPC for account deletion: drop the profile and go offline everywhere; {"ok", "rooms"}: the rooms
+        the user had joined."""
+        rooms = await jget(self.ctx.storage, f"r:{uid}") or []
         await self.ctx.storage.delete([f"p:{uid}", f"r:{uid}"])
+        await self._load_grace()
+        if self._grace.pop(uid, None) is not None:
+            await self._save_grace()
         self._broadcast({"type": "presence", "user": {"id": uid, "status": "offline", "message": "", "name": None,
                                                       "deleted": True}})
         kv = getattr(self.env, "KV", None)
         if kv is not None:
             await kv.delete(f"presence:{uid}")
-        return json.dumps({"ok": True})
+        return json.dumps({"ok": True, "rooms": rooms})
 
     async def _after_closes(self) -> None:
         await self._load_grace()

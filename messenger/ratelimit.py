@@ -147,6 +147,11 @@ class RateLimiter(DurableObject):
                                                                      int(at), True, Date.now())))
         return json.dumps({"ok": True})
 
+    async def forget(self) -> str:
+        """Account deletion: every counter of this instance goes."""
+        await self.ctx.storage.deleteAll()
+        return json.dumps({"ok": True})
+
     async def peek(self, kind: str) -> str:
         """Would one more `kind` event be allowed now? Counts nothing: JSON {"ok", "retryAfterMs"}."""
         if kind not in LIMITS:

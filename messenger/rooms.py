@@ -23,7 +23,7 @@ from naming import dm_participants, is_public, may_join, valid_room
 from presence import presence
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
 from sockets import SocketHost, attachment, save, send
-from store import jget, jlist, jput, jput_many, py
+from store import jget, jget_many, jlist, jput, jput_many, py
 
 __all__ = ["ChatRoom", "TYPING_MS", "REPLAY_LIMIT"]
 
@@ -386,6 +386,40 @@ class ChatRoom(SocketHost):
         page = await self._page(before or None, max(1, min(100, limit)))
         page["receipts"] = await self._all_marks()
         return json.dumps({"ok": True, "data": page})
+
+    async def eraseUser(self, room: str, uid: str, wipe: bool = False) -> str:
+        """RPC for account deletion.  Each of `uid`'s messages becomes a tombstone in place (same seq and
+        id, no author, no body), so replay and resume stay consistent; their client ids, receipts and
+        typing go.  `wipe` (a DM with a persona: nobody else can read it) deletes the whole room.
+        Members still here get a `redact` frame.  {"redacted": n, "wiped": bool}."""
+        storage = self.ctx.storage
+        if not await jlist(storage, limit=1):
+            return json.dumps({"redacted": 0, "wiped": False})  # never used: nothing to create
+        if wipe:
+            for ws, att in self._sockets(authed_only=False):
+                self._close(ws, att, "account_deleted")
+            await storage.deleteAlarm()
+            await storage.deleteAll()
+            self.room, self.seq = None, None
+            return json.dumps({"redacted": 0, "wiped": True})
+        await self._load(room)
+        cids = await jlist(storage, prefix=f"cid:{uid}:")
+        seqs = sorted({seq for _, seq in cids if isinstance(seq, int)})
+        for i in range(0, len(seqs), 128):
+            stored = await jget_many(storage, [_mkey(s) for s in seqs[i:i + 128]])
+            tombs = {k: {"seq": m["seq"], "id": m["id"], "from": None, "name": "", "kind": "deleted", "ts": m["ts"]}
+                     for k, m in stored.items() if m and m.get("from") == uid}
+            if tombs:
+                await jput_many(storage, tombs)
+        keys = [k for k, _ in cids] + [f"rcpt:{uid}"]
+        for i in range(0, len(keys), 128):
+            await storage.delete(keys[i:i + 128])
+        typing = await jget(storage, "typing") or {}
+        if typing.pop(uid, None) is not None:
+            await jput(storage, "typing", typing)
+        if seqs:
+            self._broadcast({"type": "redact", "room": self.room, "seqs": seqs})
+        return json.dumps({"redacted": len(seqs), "wiped": False})
 
     async def summary(self, room: str) -> str:
         await self._load(room)

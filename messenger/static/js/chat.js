@@ -7,6 +7,8 @@ import { emoticonTable, render } from "./emoticons.js";
 const WINKS = { wave: "\u{1F44B}", kiss: "\u{1F48B}", laugh: "\u{1F923}", heart: "\u{1F496}", dance: "\u{1F483}" };
 const TYPING_EVERY_MS = 2000;
 
+const DELETED_TEXT = "(message deleted)";
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -130,6 +132,7 @@ export class ChatWindow {
       case "msg": this.add(f.message, false, true); this.afterNew(); break;
       case "typing": this.showTyping(f); break;
       case "receipt": this.marks[f.user] = { delivered: f.delivered, read: f.read }; this.refreshStates(); break;
+      case "redact": f.seqs.forEach((seq) => this.redact(seq)); break;
       case "join": case "leave": break;
       case "error": this.system(f.code === "rate_limited" ? `Slow down: ${f.message}` : `${f.code}: ${f.message}`); if (f.cid) this.failed(f.cid); break;
       default: break;
@@ -170,11 +173,20 @@ export class ChatWindow {
     if (m.kind === "text") { row.append(who, render(m.text)); }
     else if (m.kind === "nudge") { row.append(`${m.name || m.from} sent a nudge!`); }
     else if (m.kind === "wink") { row.append(who); row.append(el("div", "wink-big", WINKS[m.wink] || "\u2728")); }
+    else if (m.kind === "deleted") { row.append(DELETED_TEXT); }
     row.append(el("span", "state"));
     if (older) this.log.insertBefore(row, this.log.children[1] || null);
     else this.log.append(row);
     this.log.scrollTop = this.log.scrollHeight;
     return row;
+  }
+
+  redact(seq) {
+    // The author's account was deleted: the message stays in place (same sequence), without author or body.
+    const row = this.rows.get(seq);
+    if (!row) return;
+    row.className = "msg deleted";
+    row.replaceChildren(DELETED_TEXT, el("span", "state"));
   }
 
   system(text) { this.log.append(el("div", "msg system", text)); this.log.scrollTop = this.log.scrollHeight; }

@@ -1,0 +1,134 @@
+"""Account deletion reaches every store: room logs (redacted in place, sequences kept), D1, R2 archives,
+inboxes, presence, limiter counters; then every store is searched for the user's data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from messenger_client import api, drain, frames_until, login, room, say
+
+SECRET = "quartzvox"
+
+
+async def _zoe_talks(rt):
+    """A registered user who chats in a room, DMs an offline human and a persona; archives exported."""
+    zoe = await api(rt, "POST", "/api/auth/register",
+                    body={"username": "zoe", "password": "zoe-password-1", "displayName": "Zoe Quill"})
+    uid = zoe["user"]["id"]
+    bob = await login(rt, "bob")
+    await api(rt, "PUT", "/api/me/status", zoe["accessToken"], body={"message": f"{SECRET} mood"})
+    b, _ = await room(rt, "general", bob)
+    z, _ = await room(rt, "general", zoe)
+    await say(z, f"{SECRET} one in general")
+    await say(b, "bob keeps this")
+    await z.send('{"type":"typing"}')
+    dm = f"dm_ubob__{uid}" if "ubob" < uid else f"dm_{uid}__ubob"
+    zd, _ = await room(rt, dm, zoe)
+    await say(zd, f"{SECRET} two for bob")                     # bob has no socket there: inbox pointer
+    bot = f"dm_bsage__{uid}"
+    zb, _ = await room(rt, bot, zoe)
+    await say(zb, f"{SECRET} three for sage")
+    await frames_until(zb, "msg")                              # the persona's answer
+    await rt.advance(2)                                        # the delivery queue's batch timeout
+    assert (await api(rt, "GET", "/api/inbox", bob["accessToken"]))["pointers"]
+    await rt.advance(86_400)
+    assert await rt.scheduled("15 0 * * *")                   # yesterday's NDJSON archives
+    texts = [await (await rt.env.ARCHIVE.get(o.key)).text() for o in (await rt.env.ARCHIVE.list()).objects]
+    assert any(SECRET in t for t in texts)
+    # A day later: tokens renewed, and more of her words today (in the log and D1, not yet in R2).
+    zoe = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": zoe["refreshToken"]})
+    bob = await login(rt, "bob")
+    z, _ = await room(rt, "general", zoe)
+    await say(z, f"{SECRET} today")
+    b, _ = await room(rt, "general", bob)
+    await rt.settle()
+    return zoe, uid, bob, b, dm, bot
+
+
+def _all_object_storage(rt) -> dict:
+    out = {}
+    for binding in ("CHAT", "PRESENCE", "INBOX", "DIRECTORY", "SESSIONS", "AI_QUOTA", "LIMITER"):
+        for oid in rt.list_ids(binding):
+            store = rt.storage(binding, oid)
+            out[(binding, oid)] = {k: store.get(k) for k in store.list()}
+    return out
+
+
+async def test_deleting_an_account_redacts_its_messages_and_leaves_nothing_of_it(rt):
+    zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
+    before = await api(rt, "GET", "/api/rooms/general/history", bob["accessToken"])
+    drain(b)
+
+    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    assert receipt["deleted"] == uid
+    assert receipt["notYet"] == ["sqlite free pages and WAL (until the runtime enables secure_delete)"]
+    assert receipt["counts"]["messagesRedacted"] == 3 and receipt["counts"]["roomsWiped"] == 1
+
+    # The room log keeps every sequence; hers are tombstones, everyone else's are untouched.
+    after = await api(rt, "GET", "/api/rooms/general/history", bob["accessToken"])
+    assert after["lastSeq"] == before["lastSeq"]
+    assert [m["seq"] for m in after["messages"]] == [m["seq"] for m in before["messages"]]
+    tomb = after["messages"][0]
+    assert tomb["kind"] == "deleted" and tomb["from"] is None and "text" not in tomb and tomb["name"] == ""
+    assert after["messages"][1]["text"] == "bob keeps this"
+    # A live member hears of it; a reconnecting one gets the same tombstones in its gap.
+    redact, _ = await frames_until(b, "redact")
+    assert redact == {"type": "redact", "room": "general", "seqs": [1, 3]}
+    b2, _ = await room(rt, "general", bob, since=0)
+    sync, _ = await frames_until(b2, "sync")
+    assert [m["kind"] for m in sync["messages"]] == ["deleted", "text", "deleted"]
+    dm_page = await api(rt, "GET", f"/api/rooms/{dm}/history", bob["accessToken"])
+    assert [m["kind"] for m in dm_page["messages"]] == ["deleted"]
+
+    # Bob's inbox no longer points at her DM; search finds nothing.
+    inbox = await api(rt, "GET", "/api/inbox", bob["accessToken"])
+    assert inbox == {"pointers": [], "counts": {}}
+    assert (await api(rt, "GET", f"/api/search?q={SECRET}", bob["accessToken"]))["results"] == []
+
+    # D1: no row of hers, no search term of her messages.
+    rows = (await rt.env.DB.prepare("SELECT * FROM messages").all()).results
+    assert rows and not [r for r in rows if r["sender"] == uid or r["room"] == bot]
+    ids = {r["id"] for r in rows}
+    terms = (await rt.env.DB.prepare("SELECT message_id FROM message_terms").all()).results
+    assert {t["message_id"] for t in terms} <= ids
+    # R2: the archives that held her messages are rewritten without them.
+    listed = await rt.env.ARCHIVE.list()
+    for obj in listed.objects:
+        text = await (await rt.env.ARCHIVE.get(obj.key)).text()
+        assert SECRET not in text and uid not in text and "Zoe Quill" not in text, obj.key
+    assert f"archive/{bot}/" not in " ".join(o.key for o in listed.objects)
+    # KV: no presence mirror, no marker naming her.
+    keys = (await rt.env.KV.list())["keys"]
+    for k in keys:
+        value = await rt.env.KV.get(k.name) or ""
+        assert uid not in k.name and uid not in value and SECRET not in value, k.name
+
+    # Every Durable Object's storage: nothing of hers but DM room names (a random id linked to nothing).
+    for (binding, oid), data in _all_object_storage(rt).items():
+        for key, value in data.items():
+            text = json.dumps(value)
+            assert SECRET not in key + text and "Zoe Quill" not in text and "zoe" not in key, (binding, key, value)
+            if uid in key + text:
+                assert binding == "CHAT" and key == "room" and value == json.dumps(dm), (binding, key, value)
+
+
+async def test_deleted_account_name_can_be_registered_again_and_sees_nothing_old(rt):
+    zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    again = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-2"})
+    assert again["user"]["id"] != uid
+    assert (await api(rt, "GET", "/api/inbox", again["accessToken"])) == {"pointers": [], "counts": {}}
+    me = await api(rt, "GET", "/api/me", again["accessToken"])
+    assert me["message"] == ""
+
+
+@pytest.mark.xfail(strict=True, reason="cfemu's SQLite files keep deleted rows in free pages/WAL until the runtime "
+                                       "sets secure_delete and checkpoints (runtime change, reported)")
+async def test_no_byte_of_a_deleted_users_messages_is_left_in_the_state_directory(rt, tmp_path):
+    zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await rt.close()
+    leaks = [p for p in (tmp_path / "state").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == []
