@@ -265,6 +265,12 @@ class Default(WorkerEntrypoint):
 
     async def _register(self, request, claims, query):
         body = await self._body(request, "register")
+        # Each registration costs a scrypt and an account record: limited per client address.
+        limiter = self.env.LIMITER.getByName("loginip:" + self._address_key(request))
+        verdict = py(await limiter.take("register_ip"))
+        if not verdict["ok"]:
+            events.emit(self.env, "rate_limited", blobs=("register_ip",))
+            raise _throttled("too many new accounts from this address", verdict["retryAfterMs"])
         hashed = auth.hash_password(body["password"])
         user = _rpc(await directory(self.env).createUser(body["username"], hashed, body.get("displayName", "")))
         return await self._new_session(user["id"])
@@ -274,7 +280,7 @@ class Default(WorkerEntrypoint):
         username = body["username"].strip().lower()
         # Failures count per address (keyed hash, never the address itself) and per (account, address):
         # guesses from one address throttle that address, never the owner signing in from elsewhere.
-        ip = events.keyed_hash(self.env, "signin-address:" + client_address(request))
+        ip = self._address_key(request)
         per_ip = self.env.LIMITER.getByName("loginip:" + ip)
         account = self.env.LIMITER.getByName("login:" + username)
         # Each attempt is counted before the password is checked (concurrent guesses cannot overrun the
@@ -298,6 +304,10 @@ class Default(WorkerEntrypoint):
         session = await self._new_session(found["data"]["id"])
         events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
         return session
+
+    def _address_key(self, request) -> str:
+        """The client address as the limiters know it: a keyed hash, never the address itself."""
+        return events.keyed_hash(self.env, "signin-address:" + client_address(request))
 
     async def _new_session(self, uid: str) -> dict:
         # The Directory creates the session and signs its first access token (it holds the private key).

@@ -25,8 +25,10 @@ __all__ = ["LIMITS", "take", "refund", "empty", "login_begin", "login_end", "Rat
 # account; an attempt whose password was right is refunded, so only failures count.
 # "login_failure" is what instances `login:<username>` held before failures were counted per address
 # (kept so those records still parse; nothing counts it any more).
+# "register_ip" counts accounts created from one address (same instance): 10 an hour, or the var
+# REGISTER_PER_HOUR (a benchmark registering many users from one machine raises it).
 LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000), "login_failure": (10, 15 * 60_000),
-          "login_ip": (50, 15 * 60_000)}
+          "login_ip": (50, 15 * 60_000), "register_ip": (10, 3600_000)}
 
 LOGIN_WINDOW_MS = 15 * 60_000
 LOGIN_PAIR_LIMIT = 10        # failures per (account, address) in the window
@@ -39,9 +41,10 @@ def empty() -> dict:
     return {k: [] for k in LIMITS}
 
 
-def take(record: dict | None, kind: str, now_ms: int) -> tuple[bool, dict, int]:
+def take(record: dict | None, kind: str, now_ms: int, limit: int | None = None) -> tuple[bool, dict, int]:
     """(allowed, new record, retry_after_ms): a sliding-window log of the accepted events."""
-    limit, window = LIMITS[kind]
+    default, window = LIMITS[kind]
+    limit = default if limit is None else limit
     record = {k: list(v) for k, v in (record or empty()).items()}
     recent = [t for t in record.get(kind, []) if now_ms - t < window]
     if len(recent) >= limit:
@@ -115,10 +118,18 @@ class RateLimiter(DurableObject):
             return json.dumps({"ok": False, "retryAfterMs": 0, "error": f"unknown limit {kind!r}"})
         now = Date.now()
         raw = await self.ctx.storage.get("rl")
-        allowed, record, retry = take(json.loads(raw) if raw else None, kind, now)
+        allowed, record, retry = take(json.loads(raw) if raw else None, kind, now, self._limit(kind))
         if allowed:
             await self.ctx.storage.put("rl", json.dumps(record))
         return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+
+    def _limit(self, kind: str) -> int | None:
+        if kind == "register_ip":
+            try:
+                return max(1, int(str(getattr(self.env, "REGISTER_PER_HOUR", "") or LIMITS[kind][0])))
+            except ValueError:
+                return None
+        return None
 
     async def refund(self, kind: str, at: int) -> str:
         """Take back the `kind` event counted at `at` (a sign-in whose password was right)."""

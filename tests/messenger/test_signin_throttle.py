@@ -168,3 +168,33 @@ def test_known_addresses_are_bounded_and_expire(modules):
     assert record["fails"] == [] and record["pairs"] == {}
     later = rl.login_end(record, "x", 0, False, 40 + rl.KNOWN_ADDRESS_MS)
     assert later["known"] == {}
+
+
+async def test_registrations_are_limited_per_address(rt, memo_kdf):
+    async def register(name, ip):
+        resp = await rt.fetch("/api/auth/register", method="POST", headers={"cf-connecting-ip": ip},
+                              json={"username": name, "password": "long-enough-1"})
+        return resp, json.loads(await resp.text())
+
+    for i in range(10):
+        resp, body = await register(f"spam{i}", ATTACKER)
+        assert resp.status == 200, body
+    resp, body = await register("spam10", ATTACKER)
+    assert resp.status == 429 and body["error"]["code"] == "rate_limited" and int(resp.headers["retry-after"]) > 0
+    assert (await register("someone", OWNER))[0].status == 200
+    resp, body = await register("spam11", ATTACKER)
+    assert resp.status == 429
+    await rt.advance(3600)
+    assert (await register("spam12", ATTACKER))[0].status == 200
+
+
+async def test_the_registration_limit_follows_the_register_per_hour_var(tmp_path):
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    async with Runtime.from_config(test_config(tmp_path, {"REGISTER_PER_HOUR": "2"}), persist_to=tmp_path / "s") as rt:
+        codes = []
+        for i in range(3):
+            resp = await rt.fetch("/api/auth/register", method="POST", json={"username": f"few{i}", "password": "long-enough-1"})
+            codes.append(resp.status)
+        assert codes == [200, 200, 429]
