@@ -160,6 +160,42 @@ async def test_hostile_text_names_and_personal_messages_render_as_text(tmp_path,
         await browser.close()
 
 
+async def test_a_new_account_shows_up_in_open_buddy_lists_and_its_deletion_redacts_open_windows(tmp_path, dev_server):
+    import json as _json
+    import urllib.request
+
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+
+    def call(method, path, body=None, token=None):
+        req = urllib.request.Request(server.url + path, method=method, data=_json.dumps(body).encode() if body else None,
+                                     headers={"content-type": "application/json",
+                                              **({"authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req) as resp:
+            return _json.loads(resp.read())["data"]
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        alice = await _sign_in(browser, server.url, "alice")
+        a_general = await _open(alice, "General", "general")
+        # Registered after Alice loaded her buddy list: it appears there when it comes online.
+        newbie = call("POST", "/api/auth/register", {"username": "newbie", "password": "newbie-demo",
+                                                      "displayName": "Newbie"})
+        page = await _sign_in(browser, server.url, "newbie")
+        await alice.wait_for_selector("#buddy-groups .group:has-text('Online') .buddy:has-text('Newbie')")
+        n_general = await _open(page, "General", "general")
+        await n_general.locator("textarea").fill("soon to be gone")
+        await n_general.locator("textarea").press("Enter")
+        await a_general.locator(".msg:has-text('soon to be gone')").wait_for()
+        call("DELETE", "/api/me", token=newbie["accessToken"])
+        await a_general.locator(".msg.deleted:has-text('(message deleted)')").wait_for()
+        assert await a_general.locator(".msg:has-text('soon to be gone')").count() == 0
+        await alice.wait_for_selector("#buddy-groups .buddy:has-text('Newbie')", state="detached")
+        assert alice.errors == []
+        await browser.close()
+
+
 async def test_two_tabs_sharing_a_session_refresh_without_tripping_reuse_detection(tmp_path, dev_server):
     """Tabs share the session in localStorage: only one may rotate the refresh token; the other adopts it."""
     from playwright.async_api import async_playwright

@@ -109,16 +109,30 @@ function presenceFrame(f) {
 }
 
 function updateBuddy(u) {
-  if (u.bot) return;
+  if (u.bot || u.id === session.user.id) return;
   const all = [...buddies.online, ...buddies.offline];
   let b = all.find((x) => x.id === u.id);
-  if (!b) return; // someone we do not list (ourselves, a deleted account)
+  if (!b) { if (!u.deleted) reloadBuddies(); return; } // an account created since we loaded the list
   if (u.deleted) { buddies.online = buddies.online.filter((x) => x.id !== u.id); buddies.offline = buddies.offline.filter((x) => x.id !== u.id); return; }
   b.status = u.status;
   b.message = u.message || "";
   if (u.name) b.displayName = u.name;
   buddies.online = all.filter((x) => x.status !== "offline");
   buddies.offline = all.filter((x) => x.status === "offline");
+}
+
+let reloading = null;
+function reloadBuddies() {
+  // One reload at a time (a burst of new users costs one request), then the list is drawn again.
+  if (reloading) return;
+  reloading = setTimeout(async () => {
+    try {
+      const fresh = await session.api("GET", "/api/users");
+      buddies = fresh;
+      renderBuddies();
+    } catch { /* the next presence frame tries again */ }
+    reloading = null;
+  }, 200);
 }
 
 function renderBuddies() {
