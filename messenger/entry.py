@@ -345,9 +345,11 @@ class Default(WorkerEntrypoint):
         return {"revokedSessions": len(revoked), "closedSockets": closed}
 
     async def _me(self, request, claims, query):
-        # From the verified token (display names never change after registration): no object call.
+        # From the verified token, with the display name chosen since sign-in (presence holds it).
         user = {"id": claims["sub"], "username": claims["usr"], "displayName": claims["name"]}
         entry = py(await presence(self.env).own(claims["sub"]))
+        if entry.get("name"):  # a display name chosen since sign-in
+            user["displayName"] = entry["name"]
         user.update({"status": entry["status"], "message": entry.get("message", ""), "sessionId": claims["sid"]})
         return user
 

@@ -160,7 +160,7 @@ class PresenceRoom(SocketHost):
         await self._load_grace()
         changes = json.loads(changes_json)
         profile = await self._profile(uid)
-        was_hidden = profile.get("state") == "appear-offline"
+        was_hidden, old_name = profile.get("state") == "appear-offline", profile.get("name")
         for field, key in (("state", "state"), ("message", "message"), ("name", "name")):
             if field in changes:
                 profile[key] = changes[field]
@@ -169,14 +169,15 @@ class PresenceRoom(SocketHost):
         await jput(self.ctx.storage, f"p:{uid}", profile)
         await self._publish(uid)
         hidden = profile.get("state") == "appear-offline"
-        if hidden != was_hidden:
-            await self._tell_rooms(uid, hidden, profile["v"])
+        renamed = profile.get("name") != old_name
+        if hidden != was_hidden or renamed:
+            await self._tell_rooms(uid, hidden, profile["v"], profile.get("name") if renamed else None)
         return json.dumps(await self._entry(uid, uid in self._online_users(), to_self=True, profile=profile))
 
     # -- the rooms a user is in: appear-offline hides them there too ------------------------------
 
     async def joinRoom(self, uid: str, room: str) -> str:
-        """RPC for a ChatRoom admitting a socket of `uid`: {"hidden", "v"}, and the room is remembered
+        """RPC for a ChatRoom admitting a socket of `uid`: {"hidden", "v", "name"}, and the room is remembered
         (in the same event, so a later switch to or from appear-offline cannot miss it)."""
         self._joins = getattr(self, "_joins", {})
         self._joins[uid] = self._joins.get(uid, 0) + 1
@@ -184,10 +185,12 @@ class PresenceRoom(SocketHost):
         if room not in rooms:
             await jput(self.ctx.storage, f"r:{uid}", rooms + [room])
         profile = await self._profile(uid)
-        return json.dumps({"hidden": profile.get("state") == "appear-offline", "v": profile.get("v", 0)})
+        return json.dumps({"hidden": profile.get("state") == "appear-offline", "v": profile.get("v", 0),
+                           "name": profile.get("name")})
 
-    async def _tell_rooms(self, uid: str, hidden: bool, version: int) -> None:
-        """Every room the user has joined applies the change before setStatus returns (as buddy lists do);
+    async def _tell_rooms(self, uid: str, hidden: bool, version: int, name: str | None) -> None:
+        """Every room the user has joined applies the change (appear-offline or not, a new display name)
+        before setStatus returns (as buddy lists do);
         rooms where they have no socket (and none being admitted) are forgotten."""
         import asyncio
 
@@ -196,7 +199,7 @@ class PresenceRoom(SocketHost):
 
         async def tell(room: str):
             try:
-                return room, py(await self.env.CHAT.getByName(room).setHidden(room, uid, hidden, version))
+                return room, py(await self.env.CHAT.getByName(room).setHidden(room, uid, hidden, version, name))
             except Exception as error:
                 print(f"presence: telling {room} failed: {error!r}")
                 return room, None

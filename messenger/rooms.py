@@ -54,7 +54,7 @@ class ChatRoom(SocketHost):
         self.room: str | None = None
         self.seq: int | None = None  # cache of the stored counter; storage is the truth
         self._pending: dict[str, int] = {}                  # uid -> sockets between presence lookup and admission
-        self._latest: dict[str, tuple[int, bool]] = {}      # uid -> newest (version, hidden) presence told us
+        self._latest: dict[str, tuple] = {}                 # uid -> newest (version, hidden, name) presence told us
 
     async def _load(self, room: str | None = None) -> None:
         if self.room is None:
@@ -90,11 +90,13 @@ class ChatRoom(SocketHost):
         uid = claims["sub"]
         self._pending[uid] = self._pending.get(uid, 0) + 1
         try:
-            hidden, version = await self._visibility(uid)
+            hidden, version, name = await self._visibility(uid)
             latest = self._latest.get(uid)
             if latest is not None and latest[0] > version:
-                version, hidden = latest
+                version, hidden, name = latest[0], latest[1], latest[2] or name
             att["hidden"], att["hv"] = hidden, version
+            if name:  # a display name chosen since sign-in (the token carries the one from then)
+                claims = {**claims, "name": name}
             self._admit(ws, att, claims)
         finally:
             self._pending[uid] -= 1
@@ -112,27 +114,31 @@ class ChatRoom(SocketHost):
         # reach this (already admitted) socket live and again inside the sync frame.
         await self._register(ws, att, self.room)
 
-    async def _visibility(self, uid: str) -> tuple[bool, int]:
-        """(appears offline?, version) from the presence object, which also notes this room for the user."""
+    async def _visibility(self, uid: str) -> tuple[bool, int, str | None]:
+        """(appears offline?, version, chosen display name) from the presence object, which also notes
+        this room for the user."""
         try:
             answer = py(await presence(self.env).joinRoom(uid, self.room))
-            return bool(answer["hidden"]), int(answer["v"])
+            return bool(answer["hidden"]), int(answer["v"]), answer.get("name")
         except Exception as error:
             print(f"chat {self.room}: presence lookup failed: {error!r}")
-            return False, -1
+            return False, -1, None
 
-    async def setHidden(self, room: str, uid: str, hidden: bool, version: int) -> str:
-        """RPC from presence: `uid` switched to (or from) appear-offline; others here see them leave (or
-        join) now.  {"present": whether they have a socket here, or one being admitted}."""
+    async def setHidden(self, room: str, uid: str, hidden: bool, version: int, name: str | None = None) -> str:
+        """RPC from presence: `uid` switched to (or from) appear-offline, or chose a new display name
+        (`name`); others here see them leave (or join) now, and later messages carry the new name.
+        {"present": whether they have a socket here, or one being admitted}."""
         await self._load(room)
         latest = self._latest.get(uid)
         if latest is None or latest[0] < version:
-            self._latest[uid] = (version, hidden)
+            self._latest[uid] = (version, hidden, name)
         mine = [(ws, att) for ws, att in self._sockets() if att.get("uid") == uid]
         was_visible = any(not att.get("hidden") for _, att in mine)
         for ws, att in mine:
             if att.get("hv", -1) < version:
                 att["hidden"], att["hv"] = hidden, version
+                if name:
+                    att["name"] = name
                 save(ws, att)
         visible = any(not att.get("hidden") for _, att in mine)
         if was_visible and not visible:

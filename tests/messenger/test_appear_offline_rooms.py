@@ -134,3 +134,18 @@ async def test_rooms_she_has_left_are_forgotten_by_presence(rt):
     await rt.settle()
     await api(rt, "PUT", "/api/me/status", alice["accessToken"], body={"state": "appear-offline"})
     assert json.loads(rt.storage("PRESENCE", "global").get("r:ualice")) == ["general"]
+
+
+async def test_a_changed_display_name_is_used_in_rooms_already_open_and_in_me(rt):
+    alice, bob = await login(rt, "alice"), await login(rt, "bob")
+    b, _ = await room(rt, "general", bob)
+    a, _ = await room(rt, "general", alice)
+    await api(rt, "PUT", "/api/me/status", alice["accessToken"], body={"name": "Ally"})
+    from messenger_client import say
+
+    await say(a, "new name")
+    msg, _ = await frames_until(b, "msg")
+    assert msg["message"]["name"] == "Ally"
+    a2, welcome = await room(rt, "music", alice)
+    assert welcome["you"]["name"] == "Ally"
+    assert (await api(rt, "GET", "/api/me", alice["accessToken"]))["displayName"] == "Ally"
