@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,10 @@ HIBERNATION_IDLE = 10.0  # seconds idle before a hibernatable object leaves memo
 IDLE_EVICTION = 70.0  # seconds idle before any other object leaves memory
 _HANDLERS = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"}
 
+# The blockConcurrencyWhile() block the running code belongs to (set inside the block's own task and
+# inherited by what it starts).  A timer set inside a block fires inside it, as on Cloudflare.
+current_block: ContextVar[object | None] = ContextVar("cfemu_durable_block", default=None)
+
 
 class ObjectInstance:
     """The in-memory life of one object, from construction to eviction or reset."""
@@ -59,7 +64,9 @@ class ObjectInstance:
         self._waiters: list[asyncio.Future] = []  # output gates waiting for a deferred commit
         self._event_tasks: list[asyncio.Task | None] = []  # tasks inside run(): a reset interrupts them
         self._timers: set[int] = set()  # pending js.setTimeout timers set by this object
-        self._blockers = 0
+        self._blocks: list[object] = []  # open blockConcurrencyWhile() blocks, outermost first
+        self._block_tasks: set[asyncio.Task] = set()  # their callbacks: a reset cancels them
+        self._timer_blocks: dict[int, object] = {}  # timers set inside a block that is still open
         self._gate = asyncio.Event()
         self._gate.set()
         self.in_flight = 0
@@ -145,28 +152,42 @@ class ObjectInstance:
         self.standard_sockets.add(ws)
         ws.addEventListener("close", lambda _ev: self.standard_sockets.discard(ws))
 
-    def block(self) -> None:
-        self._blockers += 1
-        self._gate.clear()
+    @property
+    def _blockers(self) -> int:
+        return len(self._blocks)
 
-    def unblock(self) -> None:
-        self._blockers -= 1
-        if self._blockers <= 0:
-            self._blockers = 0
+    def block(self) -> object:
+        """Open a blockConcurrencyWhile() block; returns its token (what runs inside it carries it)."""
+        token = object()
+        self._blocks.append(token)
+        self._gate.clear()
+        return token
+
+    def unblock(self, token: object) -> None:
+        if token in self._blocks:
+            self._blocks.remove(token)
+        if self._timer_blocks:
+            self._timer_blocks = {t: b for t, b in self._timer_blocks.items() if b is not token}
+        if not self._blocks:
             self._gate.set()
+
+    def may_pass(self, block: object | None) -> bool:
+        """May code of `block` (None: an ordinary event) run now?  Not while another block is open."""
+        return not self._blocks or block in self._blocks
 
     # -- events ---------------------------------------------------------------------------------
 
-    async def run(self, func: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, func: Callable[..., Any], *args: Any, block: object | None = None) -> Any:
         """Deliver one event: wait at the input gate, run, then hold the result at the output gate.
 
         An error leaves through the output gate too.  If the object is reset meanwhile (reroute,
         code update, abort, failed commit), the event is interrupted at once and fails with the
-        reset's error.
+        reset's error.  `block` is set for a timer that was set inside a still-open block: it
+        runs inside that block instead of waiting for it.
         """
         if self.broken is not None:
             raise self.broken
-        while self._blockers and self.broken is None:
+        while not self.may_pass(block) and self.broken is None:
             await self._gate.wait()  # re-check: a woken event may find a new block already started
         if self.broken is not None:
             raise self.broken
@@ -175,6 +196,7 @@ class ObjectInstance:
         task = asyncio.current_task()
         self._event_tasks.append(task)
         token = current_object.set(self)
+        block_token = current_block.set(block)
         rt_token = context.use_runtime(self.handle.service.host)  # type: ignore[arg-type]
         invocation = context.begin_invocation()  # an event of the object is an invocation of its own
         try:
@@ -184,6 +206,7 @@ class ObjectInstance:
                     result = await result
             finally:
                 current_object.reset(token)
+                current_block.reset(block_token)
                 context.end_invocation(invocation)
                 context.reset_runtime(rt_token)
                 self._event_tasks.remove(task)
@@ -224,10 +247,15 @@ class ObjectInstance:
 
     def timer_started(self, timer_id: int) -> None:
         self._timers.add(timer_id)
+        block = current_block.get()
+        if block is not None and block in self._blocks:
+            # an interval re-armed outside the block keeps the block it was set in
+            self._timer_blocks.setdefault(timer_id, block)
         self._cancel_idle()
 
     def timer_cleared(self, timer_id: int) -> None:
         self._timers.discard(timer_id)
+        self._timer_blocks.pop(timer_id, None)
         if not self._timers and self.in_flight == 0 and not self.closed:
             self._schedule_idle()
 
@@ -235,7 +263,7 @@ class ObjectInstance:
         self._timers.discard(timer_id)
         if self.closed or self.broken is not None:
             return None  # the object this timer belonged to is gone
-        return self.run(fn, *args)
+        return self.run(fn, *args, block=self._timer_blocks.get(timer_id))
 
     def _schedule_idle(self) -> None:
         self._cancel_idle()
@@ -291,7 +319,7 @@ class ObjectInstance:
         if self.handle.instance is self:
             self.handle.instance = None
         current = asyncio.current_task()
-        for task in set(self._event_tasks):
+        for task in set(self._event_tasks) | self._block_tasks:
             if task is not None and task is not current and not task.done():
                 task.cancel()
         self.handle.resync_alarm()

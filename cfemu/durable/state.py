@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JsException, JsRangeError, JsTypeError
 from ..websocket import WebSocket, WebSocketRequestResponsePair
+from .instance import current_block
 
 if TYPE_CHECKING:
     from .instance import ObjectInstance
@@ -52,9 +53,10 @@ class DurableObjectState:
         object is reset and the error propagates.
         """
         instance = self._instance
-        instance.block()
+        block = instance.block()
 
         async def run() -> Any:
+            current_block.set(block)  # this task's own context: timers set in fn fire inside the block
             try:
                 result = fn()
                 if inspect.isawaitable(result):
@@ -64,9 +66,12 @@ class DurableObjectState:
                 instance.reset(error if isinstance(error, Exception) else JsException(str(error)))
                 raise
             finally:
-                instance.unblock()
+                instance.unblock(block)
+                instance._block_tasks.discard(task)
 
-        return asyncio.ensure_future(run())
+        task = asyncio.ensure_future(run())
+        instance._block_tasks.add(task)
+        return task
 
     def abort(self, reason: str | None = None) -> None:
         """Reset the object: in-memory state is dropped, calls in flight fail with `reason`."""

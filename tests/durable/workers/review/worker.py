@@ -110,6 +110,35 @@ class Probe(DurableObject):
         await self.ctx.blockConcurrencyWhile(body)
         return "done"
 
+    async def bcw_for(self, ms):
+        """blockConcurrencyWhile around a sleep of `ms` on the runtime clock."""
+
+        async def body():
+            await vsleep(ms)
+            return "done"
+
+        return await self.ctx.blockConcurrencyWhile(body)
+
+    async def txn_for(self, ms):
+        """A transaction() whose closure sleeps `ms` on the runtime clock after a write."""
+
+        async def closure(txn):
+            await txn.put("slow-txn", True)
+            await vsleep(ms)
+
+        await self.ctx.storage.transaction(closure)
+        return "done"
+
+    async def txn_raise(self):
+        """A transaction() whose closure raises after a write."""
+
+        async def closure(txn):
+            await txn.put("raised-txn", True)
+            raise ValueError("closure failed")
+
+        self.memory += 100
+        await self.ctx.storage.transaction(closure)
+
     # -- alarms ----------------------------------------------------------------------------------
 
     async def set_alarm(self, when_ms, mode="record"):
