@@ -27,6 +27,12 @@ TOO_MANY_SOCKETS = "Too many hibernatable WebSockets: the maximum is 32768 per D
 ALREADY_ACCEPTED = "Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`"
 AUTO_RESPONSE_TOO_LARGE = "{what} cannot be larger than 2048 bytes. A {lower} of size {size} was provided."
 EVENT_TIMEOUT_TOO_LARGE = "Event timeout should not exceed 604800000 ms."
+# workerd io/io-context.h, IoContext::blockConcurrencyWhile(): the callback races a 30 s limit timer.
+BLOCK_TIMEOUT_S = 30.0
+BLOCK_TIMED_OUT = (
+    "A call to blockConcurrencyWhile() in a Durable Object waited for too long. "
+    "The call was canceled and the Durable Object was reset."
+)
 
 
 class DurableObjectState:
@@ -50,27 +56,46 @@ class DurableObjectState:
         """Run `fn` with no other event delivered meanwhile; returns an awaitable of its result.
 
         It starts at once (so a constructor may call it without awaiting); if `fn` raises, the
-        object is reset and the error propagates.
+        object is reset and the error propagates.  If `fn` is still running 30 s later (on the
+        runtime clock), it is canceled and the object is reset with production's OVERLOADED error,
+        which the caller and every event waiting at the input gate receive.
         """
         instance = self._instance
         block = instance.block()
+        timed_out: list[JsException] = []
+
+        def expire() -> None:
+            if task.done() or instance.broken is not None:
+                return
+            error = JsException(BLOCK_TIMED_OUT, overloaded=True)
+            timed_out.append(error)
+            instance.reset(error)  # fails the waiting events and cancels this block's task
 
         async def run() -> Any:
             current_block.set(block)  # this task's own context: timers set in fn fire inside the block
+            limit = self._handle.service.host.clock.call_later(BLOCK_TIMEOUT_S, expire)
             try:
                 result = fn()
                 if inspect.isawaitable(result):
                     result = await result
                 return result
+            except asyncio.CancelledError:
+                if timed_out:
+                    raise timed_out[0] from None
+                instance.reset(instance.broken or JsException("blockConcurrencyWhile() callback was canceled."))
+                raise
             except BaseException as error:
                 instance.reset(error if isinstance(error, Exception) else JsException(str(error)))
                 raise
             finally:
+                limit.cancel()
                 instance.unblock(block)
                 instance._block_tasks.discard(task)
 
         task = asyncio.ensure_future(run())
         instance._block_tasks.add(task)
+        # A constructor's block is often not awaited: its failure is the reset, not a stray warning.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
     def abort(self, reason: str | None = None) -> None:

@@ -29,7 +29,6 @@ async def _fails_with_timeout(future):
     assert info.value.overloaded
 
 
-@pytest.mark.xfail(strict=True, reason="no 30 s limit on blockConcurrencyWhile yet")
 async def test_block_running_past_30_seconds_is_canceled_and_the_object_reset(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("bcw-timeout")
@@ -60,7 +59,6 @@ async def test_block_that_ends_in_time_is_not_canceled_later(cfemu_runtime, mod)
     assert await stub.bump() == 2  # same instance
 
 
-@pytest.mark.xfail(strict=True, reason="no 30 s limit on blockConcurrencyWhile yet")
 async def test_constructor_block_past_30_seconds_fails_waiting_calls_and_resets(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.SLOWINIT.getByName("ctor-timeout")
@@ -76,7 +74,6 @@ async def test_constructor_block_past_30_seconds_fails_waiting_calls_and_resets(
     assert rt.storage("SLOWINIT", "ctor-timeout").get("loaded") == 1  # the first load wrote nothing
 
 
-@pytest.mark.xfail(strict=True, reason="no 30 s limit on blockConcurrencyWhile yet")
 async def test_transaction_running_past_30_seconds_rolls_back_and_resets(cfemu_runtime, mod):
     rt = cfemu_runtime
     stub = rt.env.PROBE.getByName("txn-timeout")
