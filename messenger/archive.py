@@ -19,7 +19,8 @@ import bodies
 from bots import day_of
 from naming import may_join
 
-__all__ = ["record", "search", "export_day", "rooms_of", "erase_user", "terms", "SCHEMA"]
+__all__ = ["record", "search", "export_day", "rewrite_day", "rooms_of", "erase_user", "delete_statements", "changes",
+           "terms", "SCHEMA"]
 
 _WORD = re.compile(r"[\w']{2,32}", re.UNICODE)
 _DEFAULT_KEY = "cf-messenger-local-search-key"
@@ -113,7 +114,7 @@ async def export_day(env, day: str) -> list[str]:
         raise
     keys = []
     for r in rooms:
-        keys.append(await _write_day(db, bucket, r["room"], day))
+        keys.append(await rewrite_day(db, bucket, r["room"], day))
     return keys
 
 
@@ -121,7 +122,7 @@ def _archive_key(room: str, day: str) -> str:
     return f"archive/{room}/{day}.ndjson"
 
 
-async def _write_day(db, bucket, room: str, day: str) -> str:
+async def rewrite_day(db, bucket, room: str, day: str) -> str:
     """(Re)write one room's day file from D1, whole; a day with no message left has no file."""
     rows = _rows(await db.prepare("SELECT * FROM messages WHERE day = ? AND room = ? ORDER BY seq").bind(day, room).all())
     key = _archive_key(room, day)
@@ -162,22 +163,27 @@ async def erase_user(env, uid: str, whole_rooms: list[str]) -> dict:
         if "no such table" in str(error):
             return {"rows": 0, "archives": []}
         raise
-    results = await db.batch([
-        db.prepare(f"DELETE FROM message_terms WHERE message_id IN (SELECT id FROM messages WHERE {where})").bind(*params),
-        db.prepare(f"DELETE FROM messages WHERE {where}").bind(*params),
-    ])
-    deleted = _changes(results[1])
+    results = await db.batch(delete_statements(db, where, params))
+    deleted = changes(results[1])
     rewritten = []
     if bucket is not None:
         for r in days:
             key = _archive_key(r["room"], r["day"])
             if await bucket.head(key) is not None:
-                await _write_day(db, bucket, r["room"], r["day"])
+                await rewrite_day(db, bucket, r["room"], r["day"])
                 rewritten.append(key)
     return {"rows": deleted, "archives": rewritten}
 
 
-def _changes(result) -> int:
+def delete_statements(db, where: str, params: list) -> list:
+    """The two statements that delete the messages matching `where`: their search terms, then them."""
+    return [
+        db.prepare(f"DELETE FROM message_terms WHERE message_id IN (SELECT id FROM messages WHERE {where})").bind(*params),
+        db.prepare(f"DELETE FROM messages WHERE {where}").bind(*params),
+    ]
+
+
+def changes(result) -> int:
     if hasattr(result, "to_py"):
         result = result.to_py()
     meta = result["meta"] if isinstance(result, dict) else result.meta

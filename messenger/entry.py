@@ -21,6 +21,7 @@ import auth
 import bots
 import emoticons
 import events
+import retention
 import sessions
 from bots import AIQuota
 from directory import Directory, directory
@@ -520,6 +521,8 @@ class Default(WorkerEntrypoint):
         elif controller.cron == ARCHIVE_CRON:
             yesterday = bots.day_of(controller.scheduledTime - 86_400_000)
             await archive.export_day(self.env, yesterday)
+            # Retention for the cold copies (each room purges its own log with its alarm).
+            await retention.purge_cold(self.env, controller.scheduledTime)
 
 
 def _int_param(query: dict, name: str, default: int) -> int:

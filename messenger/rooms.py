@@ -19,6 +19,7 @@ import bodies
 import bots
 import events
 import receipts
+import retention
 from naming import dm_participants, is_public, may_join, valid_room
 from presence import presence
 from protocol import CHAT_FRAMES, ProtocolError, error_frame, parse_frame
@@ -53,6 +54,7 @@ class ChatRoom(SocketHost):
         super().__init__(ctx, env)
         self.room: str | None = None
         self.seq: int | None = None  # cache of the stored counter; storage is the truth
+        self._purge_due: int | None = None                  # when the oldest message passes the retention
         self._pending: dict[str, int] = {}                  # uid -> sockets between presence lookup and admission
         self._latest: dict[str, tuple] = {}                 # uid -> newest (version, hidden, name) presence told us
 
@@ -66,6 +68,9 @@ class ChatRoom(SocketHost):
             self.seq = meta["seq"]
             typing = await jget(self.ctx.storage, "typing") or {}
             self._typing_due = min((v["until"] for v in typing.values()), default=None)
+            await self._next_purge()
+            if self._purge_due is not None:
+                await self._schedule()  # a log written before retention existed gets its alarm here
         if room and await jget(self.ctx.storage, "room") is None:
             await jput(self.ctx.storage, "room", room)
 
@@ -239,6 +244,9 @@ class ChatRoom(SocketHost):
         batch = {"meta": {"seq": seq}, _mkey(seq): msg, f"cid:{uid}:{cid}": seq}
         batch.update(extra or {})
         await jput_many(self.ctx.storage, batch)
+        if self._purge_due is None and self.room:
+            self._purge_due = now + retention.retention_ms(self.env, self.room)
+            await self._schedule()
         return msg
 
     def _after(self, coro) -> None:
@@ -329,9 +337,13 @@ class ChatRoom(SocketHost):
             self._broadcast({"type": "typing", "user": uid, "on": False})
 
     def _extra_deadline(self) -> int | None:
-        return getattr(self, "_typing_due", None)
+        due = [d for d in (getattr(self, "_typing_due", None), getattr(self, "_purge_due", None)) if d is not None]
+        return min(due, default=None)
 
     async def _on_alarm(self, now: int) -> int | None:
+        await self._load()
+        if self._purge_due is not None and self._purge_due <= now:
+            await self._purge(now)
         typing = await jget(self.ctx.storage, "typing") or {}
         expired = [u for u, v in typing.items() if v["until"] <= now]
         for uid in expired:
@@ -340,7 +352,42 @@ class ChatRoom(SocketHost):
         if expired:
             await jput(self.ctx.storage, "typing", typing)
         self._typing_due = min((v["until"] for v in typing.values()), default=None)
-        return self._typing_due
+        return self._extra_deadline()
+
+    # -- retention --------------------------------------------------------------------------------
+
+    async def _next_purge(self) -> None:
+        """When the oldest stored message passes the room's retention (None: no message)."""
+        oldest = await jlist(self.ctx.storage, prefix="m:", limit=1)
+        room = self.room or await jget(self.ctx.storage, "room")
+        self._purge_due = oldest[0][1]["ts"] + retention.retention_ms(self.env, room) if oldest and room else None
+
+    async def _purge(self, now: int) -> None:
+        """Delete every message older than the room's retention, with its client-id entry.  Sequences
+        are never reused (the counter stays), so resume and paging simply start later."""
+        cutoff = now - retention.retention_ms(self.env, self.room)
+        storage = self.ctx.storage
+        purged = 0
+        while True:
+            rows = await jlist(storage, prefix="m:", limit=128)
+            old = []
+            for key, msg in rows:
+                if msg.get("ts", 0) > cutoff:
+                    break  # the log is in time order: everything after is newer
+                old.append((key, msg))
+            if not old:
+                break
+            keys = [k for k, _ in old] + [f"cid:{m['from']}:{m['cid']}" for _, m in old if m.get("from") and m.get("cid")]
+            for i in range(0, len(keys), 128):
+                await storage.delete(keys[i:i + 128])
+            purged += len(old)
+            if len(old) < len(rows):
+                break
+        if purged:
+            print(f"chat {self.room}: retention purged {purged} messages")
+        await self._next_purge()
+        if self._purge_due is not None and self._purge_due <= now:
+            self._purge_due = now + 3_600_000  # never a tight alarm loop, whatever is stored
 
     # -- receipts ---------------------------------------------------------------------------------
 

@@ -271,8 +271,12 @@ class SocketHost(DurableObject):
         extra = await self._on_alarm(now)
         deadlines = [d for d in (nxt, extra) if d is not None]
         if deadlines:
-            # Sweep at least every heartbeat interval so silent sockets are found within 90 s.
-            await self.ctx.storage.setAlarm(max(min(min(deadlines), now + HEARTBEAT_MS), now + 50))
+            due = min(deadlines)
+            if nxt is not None:
+                # Sweep at least every heartbeat interval so silent sockets are found within 90 s (with
+                # no socket, only the object's own deadlines wake it: typing, retention, grace).
+                due = min(due, now + HEARTBEAT_MS)
+            await self.ctx.storage.setAlarm(max(due, now + 50))
 
     async def _on_alarm(self, now: int) -> int | None:
         return None

@@ -1,0 +1,82 @@
+"""Retention: messages older than their room's limit (default 30 days) go from the room's log, D1 and R2."""
+
+from __future__ import annotations
+
+import json
+
+from messenger_client import api, frames_until, login, room, say
+
+
+async def _history(rt, name):
+    return await api(rt, "GET", f"/api/rooms/{name}/history", (await login(rt, "carol"))["accessToken"])
+
+
+async def test_messages_past_the_retention_are_purged_everywhere_and_newer_ones_stay(rt):
+    alice = await login(rt, "alice")
+    a, _ = await room(rt, "general", alice)
+    await say(a, "ancient words")
+    await rt.advance(2 * 86_400)                       # the daily cron archives them to R2
+    alice = await login(rt, "alice")
+    a, _ = await room(rt, "general", alice)
+    await say(a, "recent words")
+    await a.close()
+    await rt.advance(2 * 86_400)
+    day_files = [o.key for o in (await rt.env.ARCHIVE.list()).objects]
+    assert len(day_files) == 2
+    page = await _history(rt, "general")
+    assert [m["text"] for m in page["messages"]] == ["ancient words", "recent words"]
+
+    await rt.advance(27 * 86_400)                      # 31 days after the first, 29 after the second
+    page = await _history(rt, "general")
+    assert [m["text"] for m in page["messages"]] == ["recent words"]
+    assert page["lastSeq"] == 2                        # sequence numbers are never reused
+    rows = (await rt.env.DB.prepare("SELECT body FROM messages").all()).results
+    assert len(rows) == 1 and "recent" in rows[0]["body"]
+    files = [o.key for o in (await rt.env.ARCHIVE.list()).objects]
+    assert files == [day_files[1]]
+    # A client resuming from before the purge gets what is left, nothing twice.
+    carol = await login(rt, "carol")
+    c, _ = await room(rt, "general", carol, since=0)
+    sync, _ = await frames_until(c, "sync")
+    assert [m["seq"] for m in sync["messages"]] == [2]
+    store = rt.storage("CHAT", "general")
+    assert not [k for k in store.list() if k.startswith("cid:")][1:]  # only the recent message's dedup entry
+
+    await rt.advance(3 * 86_400)
+    assert (await _history(rt, "general"))["messages"] == []
+    assert (await rt.env.DB.prepare("SELECT count(*) AS n FROM messages").all()).results[0]["n"] == 0
+    assert [o.key for o in (await rt.env.ARCHIVE.list()).objects] == []
+
+
+async def test_room_retention_overrides_and_bad_values_fall_back(tmp_path):
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    extra = {"RETENTION_DAYS": "10", "ROOM_RETENTION_DAYS": json.dumps({"music": 2, "general": "junk"})}
+    async with Runtime.from_config(test_config(tmp_path, extra), persist_to=tmp_path / "s") as rt:
+        alice = await login(rt, "alice")
+        for name in ("general", "music"):
+            ws, _ = await room(rt, name, alice)
+            await say(ws, f"in {name}")
+            await ws.close()
+        await rt.advance(3 * 86_400)
+        carol = (await login(rt, "carol"))["accessToken"]
+        assert (await api(rt, "GET", "/api/rooms/music/history", carol))["messages"] == []
+        assert len((await api(rt, "GET", "/api/rooms/general/history", carol))["messages"]) == 1
+        await rt.advance(8 * 86_400)
+        carol = (await login(rt, "carol"))["accessToken"]
+        assert (await api(rt, "GET", "/api/rooms/general/history", carol))["messages"] == []
+
+
+def test_retention_policy_parsing(modules):
+    r = modules["retention"]
+
+    class Env:
+        RETENTION_DAYS = "0"
+        ROOM_RETENTION_DAYS = '{"music": 7, "x": -1}'
+
+    assert r.retention_ms(Env, "general") == 30 * r.DAY_MS
+    assert r.retention_ms(Env, "music") == 7 * r.DAY_MS
+    assert r.retention_ms(Env, "x") == 30 * r.DAY_MS
+    Env.ROOM_RETENTION_DAYS = "[1, 2]"
+    assert r.overrides(Env) == {}
