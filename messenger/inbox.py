@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 
+from js import Date
 from workers import DurableObject
 
+import retention
 from store import jlist, jput
 
 __all__ = ["Inbox", "pointer_key"]
@@ -31,12 +33,23 @@ class Inbox(DurableObject):
                                                "name": p.get("name", ""), "ts": p["ts"]})
         return json.dumps(await self._counts())
 
+    async def _live(self) -> list[dict]:
+        """The pointers whose message is still within its room's retention (the others are dropped:
+        the room has purged what they point at)."""
+        now, live, gone = Date.now(), [], []
+        for key, p in await jlist(self.ctx.storage, prefix="p:"):
+            (gone if now - p["ts"] >= retention.retention_ms(self.env, p["room"]) else live).append((key, p))
+        keys = [k for k, _ in gone]
+        for i in range(0, len(keys), 128):
+            await self.ctx.storage.delete(keys[i:i + 128])
+        return [p for _, p in live]
+
     async def pending(self) -> str:
-        return json.dumps([v for _, v in await jlist(self.ctx.storage, prefix="p:")])
+        return json.dumps(await self._live())
 
     async def _counts(self) -> dict:
         counts: dict = {}
-        for _, p in await jlist(self.ctx.storage, prefix="p:"):
+        for p in await self._live():
             entry = counts.setdefault(p["room"], {"room": p["room"], "from": p["from"], "name": p.get("name", ""),
                                                   "unread": 0, "firstSeq": p["seq"]})
             entry["unread"] += 1

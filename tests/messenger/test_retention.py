@@ -80,3 +80,18 @@ def test_retention_policy_parsing(modules):
     assert r.retention_ms(Env, "x") == 30 * r.DAY_MS
     Env.ROOM_RETENTION_DAYS = "[1, 2]"
     assert r.overrides(Env) == {}
+
+
+async def test_inbox_pointers_to_purged_messages_are_dropped(rt):
+    alice = await login(rt, "alice")
+    a, _ = await room(rt, "dm_ualice__ubob", alice)
+    await say(a, "while you were away")
+    await a.close()
+    await rt.advance(2)
+    bob = await login(rt, "bob")
+    assert (await api(rt, "GET", "/api/inbox", bob["accessToken"]))["counts"]["dm_ualice__ubob"]["unread"] == 1
+    await rt.advance(31 * 86_400)
+    bob = await login(rt, "bob")
+    assert await api(rt, "GET", "/api/inbox", bob["accessToken"]) == {"pointers": [], "counts": {}}
+    users = await api(rt, "GET", "/api/users", bob["accessToken"])
+    assert [u["unread"] for u in users["offline"] if u["id"] == "ualice"] == [0]
