@@ -7,6 +7,7 @@ source of `GET /api/openapi.json`, so the document cannot drift from what is ser
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import re
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from js import Date
 from workers import Request, Response, WorkerEntrypoint
 
+import accounts
 import archive
 import auth
 import bots
@@ -26,7 +28,7 @@ import sessions
 from bots import AIQuota
 from directory import Directory, directory
 from inbox import Inbox
-from naming import PUBLIC_ROOMS, dm_participants, dm_room, may_join, valid_room
+from naming import PUBLIC_ROOMS, dm_room, may_join, valid_room
 from presence import PresenceRoom, presence
 from protocol import BODIES, ERRORS, ProtocolError, loads, validate
 from ratelimit import RateLimiter
@@ -35,15 +37,14 @@ from sessions import Session
 from sockets import TRUSTED_USER_HEADER
 from store import py
 
+close_sessions = accounts.close_sessions
+
 __all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "Session", "AIQuota", "RateLimiter", "ROUTES"]
 
 MAX_BODY_BYTES = 16 * 1024
 # A valid hash of a random password, checked when the username is unknown so that sign-in takes the
 # same time either way (no username probing by timing).
 _DUMMY_HASH = auth.DEMO_ACCOUNTS[0]["hash"]
-# What account deletion cannot reach yet: the runtime's SQLite files keep deleted bytes in free pages
-# and the WAL until it enables secure_delete (a storage-layer setting a worker cannot change).
-NOT_YET_SECURE_DELETE = "sqlite free pages and WAL (until the runtime enables secure_delete)"
 ROTATE_CRON = "0 */6 * * *"
 ARCHIVE_CRON = "15 0 * * *"
 
@@ -107,6 +108,7 @@ ROUTES = [
     ("POST", "/api/auth/logout", "logout", True, "Sign out this session or everywhere", "logout"),
     ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
     ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
+    ("DELETE", "/api/admin/users/{user}", "admin_delete_user", False, "Admin: delete any account (ADMIN_TOKEN bearer)", None),
     ("PUT", "/api/me/status", "set_status", True, "Change presence state, personal message or name", "status"),
     ("GET", "/api/users", "users", True, "Buddy list: bots, rooms, online, offline, unread counts", None),
     ("GET", "/api/rooms", "rooms", True, "Public rooms and the caller's DM rooms", None),
@@ -140,6 +142,8 @@ def openapi_document() -> dict:
             op["parameters"] = params
         if needs_auth:
             op["security"] = [{"bearer": []}]
+        elif handler.startswith("admin_"):
+            op["security"] = [{"adminToken": []}]
         if body:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _schema(BODIES[body])}}}
         paths.setdefault(pattern, {})[method.lower()] = op
@@ -148,7 +152,9 @@ def openapi_document() -> dict:
         "info": {"title": "CF Messenger API", "version": "1.0.0"},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                                "adminToken": {"type": "http", "scheme": "bearer",
+                                               "description": "the ADMIN_TOKEN secret"}},
             "schemas": {
                 "Ok": {"type": "object", "required": ["ok", "data", "requestId"],
                        "properties": {"ok": {"type": "boolean", "enum": [True]}, "data": {}, "requestId": {"type": "string"}}},
@@ -359,60 +365,31 @@ class Default(WorkerEntrypoint):
         return py(await presence(self.env).setStatus(claims["sub"], json.dumps(body)))
 
     async def _delete_me(self, request, claims, query):
-        """Erase the account from every store (messenger/README.md, "Account deletion").
+        receipt = await accounts.erase_account(self.env, claims["sub"])
+        if receipt is None:
+            raise ApiError("not_found", "no such user")
+        receipt["by"] = "self"
+        events.emit(self.env, "account_deleted", blobs=("self",))
+        return receipt
 
-        The account record goes last: if any step fails the call answers 500 and the user can sign in
-        and call it again (every step is idempotent).
-        """
-        uid = claims["sub"]
-        me = _rpc(await directory(self.env).getUser(uid))
-        sids = _rpc(await directory(self.env).sessionsOf(uid))
-        # First no session can act any more (nor send a message while its rooms are being redacted).
-        erased = await sessions.revoke_sessions(self.env, sids, erase=True)
-        closed = await close_sessions(self.env, erased, "account_deleted")
-        joined = py(await presence(self.env).forget(uid)).get("rooms", [])
-        users = _rpc(await directory(self.env).listUsers())
-        rooms = set(PUBLIC_ROOMS) | set(joined) | set(await archive.rooms_of(self.env, uid))
-        rooms |= {room for e in erased for room in e.get("rooms", [])}
-        rooms |= {dm_room(uid, other) for other in [u["id"] for u in users] + [p["id"] for p in bots.PERSONAS]
-                  if other != uid}
-        rooms = sorted(r for r in rooms if valid_room(r) and may_join(r, uid))
-        counts = {"roomsRedacted": 0, "messagesRedacted": 0, "roomsWiped": 0, "inboxPointers": 0}
-        wiped = []
-        for room in rooms:
-            pair = dm_participants(room)
-            other = (pair[0] if pair[1] == uid else pair[1]) if pair else None
-            persona_dm = other is not None and bots.persona(other) is not None
-            result = py(await self.env.CHAT.getByName(room).eraseUser(room, uid, persona_dm))
-            if result.get("wiped"):
-                counts["roomsWiped"] += 1
-                wiped.append(room)
-            elif result.get("redacted"):
-                counts["roomsRedacted"] += 1
-                counts["messagesRedacted"] += result["redacted"]
-            if other is not None and not persona_dm:
-                # The other participant's inbox points at her DMs (and names her).
-                counts["inboxPointers"] += py(await self.env.INBOX.getByName(other).dropRoom(room)).get("cleared", 0)
-        cold = await archive.erase_user(self.env, uid, wiped)
-        await self.env.INBOX.getByName(uid).wipe()
-        await self.env.LIMITER.getByName(uid).forget()
-        await self.env.LIMITER.getByName("login:" + me["username"]).forget()
-        await self.env.AI_QUOTA.getByName("global").forget(events.keyed_hash(self.env, uid))
-        result = _rpc(await directory(self.env).deleteUser(uid))
-        late = [s for s in result["sessions"] if s not in sids]  # signed in while this ran
-        if late:
-            closed += await close_sessions(self.env, await sessions.revoke_sessions(self.env, late, erase=True),
-                                           "account_deleted")
-        counts.update(d1Rows=cold["rows"], archivesRewritten=len(cold["archives"]))
-        return {"deleted": uid, "at": Date.now(), "closedSockets": closed, "counts": counts,
-                "stores": ["directory:account", "directory:sessions", "sessions", "kv:session-markers", "presence",
-                           "kv:presence", "rooms:messages(tombstones)", "rooms:receipts", "rooms:typing",
-                           "rooms:client-ids", "rooms:persona-dms", "inbox", "inbox:partners", "d1:messages",
-                           "d1:search-terms", "r2:archives", "limiter:chat", "limiter:sign-in", "ai-quota"],
-                "kept": ["analytics: keyed hashes only, never ids, names or text",
-                         "direct-message room names: they carry the random user id, which nothing links to anyone now",
-                         "persona replies to the user's @mentions in public rooms (the persona's messages)"],
-                "notYet": [NOT_YET_SECURE_DELETE]}
+    async def _admin_delete_user(self, request, claims, query, user):
+        """An operator erases any account, authenticated by the ADMIN_TOKEN secret (not a user token)."""
+        expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
+        if not expected:
+            raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
+        header = request.headers.get("authorization") or ""
+        if not header.lower().startswith("bearer "):
+            raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            raise ApiError("forbidden", "not the admin token")
+        if not re.fullmatch(r"[a-z0-9]{1,40}", user):
+            raise ApiError("not_found", "no such user")
+        receipt = await accounts.erase_account(self.env, user)
+        if receipt is None:
+            raise ApiError("not_found", "no such user")
+        receipt["by"] = "admin"
+        events.emit(self.env, "account_deleted", blobs=("admin",))
+        return receipt
 
     async def _users(self, request, claims, query):
         me = claims["sub"]
@@ -536,21 +513,3 @@ def _int_param(query: dict, name: str, default: int) -> int:
     if value < 0:
         raise ApiError("invalid_field", f"{name} must not be negative")
     return value
-
-
-async def close_sessions(env, revoked: list[dict], reason_name: str) -> int:
-    """Close every socket of the revoked sessions, in presence and in each room they joined."""
-    by_room: dict[str, list[str]] = {}
-    for entry in revoked:
-        for room in set(entry.get("rooms", [])) | {"presence"}:
-            by_room.setdefault(room, []).append(entry["sid"])
-    closed = 0
-    for room, sids in by_room.items():
-        stub = presence(env) if room == "presence" else env.CHAT.getByName(room)
-        try:
-            closed += py(await stub.revokeSessions(json.dumps(sids), reason_name)).get("closed", 0)
-        except Exception as error:
-            print(f"messenger: closing sessions in {room} failed: {error!r}")
-    return closed
-
-

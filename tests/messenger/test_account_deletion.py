@@ -132,3 +132,34 @@ async def test_no_byte_of_a_deleted_users_messages_is_left_in_the_state_director
     await rt.close()
     leaks = [p for p in (tmp_path / "state").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
+
+
+async def test_an_admin_deletes_any_user_with_the_admin_token(tmp_path):
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    async with Runtime.from_config(test_config(tmp_path, {"ADMIN_TOKEN": "s3cret-admin-token-0123456789"}),
+                                   persist_to=tmp_path / "s") as rt:
+        zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-1"})
+        z, _ = await room(rt, "general", zoe)
+        await say(z, f"{SECRET} by zoe")
+        alice = await login(rt, "alice")
+        path = f"/api/admin/users/{zoe['user']['id']}"
+        for token in (None, alice["accessToken"], "wrong", "s3cret-admin-token-012345678"):
+            denied = await api(rt, "DELETE", path, token, expect=None)
+            assert denied["ok"] is False and denied["error"]["code"] in ("not_authenticated", "forbidden"), token
+        receipt = await api(rt, "DELETE", path, "s3cret-admin-token-0123456789")
+        assert receipt["deleted"] == zoe["user"]["id"] and receipt["by"] == "admin"
+        assert receipt["counts"]["messagesRedacted"] == 1
+        assert (await api(rt, "GET", "/api/me", zoe["accessToken"], expect=401))["error"]["code"] == "session_revoked"
+        gone = await api(rt, "DELETE", path, "s3cret-admin-token-0123456789", expect=404)
+        assert gone["error"]["code"] == "not_found"
+        bad = await api(rt, "DELETE", "/api/admin/users/" + "x" * 300, "s3cret-admin-token-0123456789", expect=404)
+        assert bad["error"]["code"] == "not_found"
+
+
+async def test_without_an_admin_token_configured_the_admin_api_is_off(rt):
+    alice = await login(rt, "alice")
+    off = await api(rt, "DELETE", "/api/admin/users/ubob", alice["accessToken"], expect=403)
+    assert off["error"] == {"code": "forbidden", "message": "the admin API is disabled (no ADMIN_TOKEN secret)"}
+    assert (await login(rt, "bob"))["user"]["id"] == "ubob"
