@@ -26,6 +26,8 @@ class Inbox(DurableObject):
     """RPC: add(pointer_json), pending(), counts(), clear(room, upto), dropRoom(room), wipe()."""
 
     async def add(self, pointer_json: str) -> str:
+        if await self.ctx.storage.get("deleted"):
+            return json.dumps({})  # the account was deleted: nothing is kept for it
         p = json.loads(pointer_json)
         key = pointer_key(p["room"], p["seq"])
         if await self.ctx.storage.get(key) is None:
@@ -72,5 +74,7 @@ class Inbox(DurableObject):
         return json.dumps({"cleared": len(keys)})
 
     async def wipe(self) -> str:
+        """Account deletion: every pointer goes; a bare marker stays so a late delivery adds none."""
         await self.ctx.storage.deleteAll()
+        await self.ctx.storage.put("deleted", True)
         return json.dumps({"ok": True})

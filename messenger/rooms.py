@@ -54,6 +54,7 @@ class ChatRoom(SocketHost):
         super().__init__(ctx, env)
         self.room: str | None = None
         self.seq: int | None = None  # cache of the stored counter; storage is the truth
+        self._gone = False                                  # a DM whose other participant was deleted
         self._purge_due: int | None = None                  # when the oldest message passes the retention
         self._pending: dict[str, int] = {}                  # uid -> sockets between presence lookup and admission
         self._latest: dict[str, tuple] = {}                 # uid -> newest (version, hidden, name) presence told us
@@ -68,6 +69,7 @@ class ChatRoom(SocketHost):
             self.seq = meta["seq"]
             typing = await jget(self.ctx.storage, "typing") or {}
             self._typing_due = min((v["until"] for v in typing.values()), default=None)
+            self._gone = bool(await jget(self.ctx.storage, "gone"))
             await self._next_purge()
             if self._purge_due is not None:
                 await self._schedule()  # a log written before retention existed gets its alarm here
@@ -108,9 +110,12 @@ class ChatRoom(SocketHost):
             if not self._pending[uid]:
                 del self._pending[uid]
         marks = await self._all_marks()
-        send(ws, {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
-                  "lastSeq": self.seq, "receipts": marks, "members": self._members(claims["sub"]),
-                  "typing": await self._typing_now()})
+        welcome = {"type": "welcome", "room": self.room, "you": {"id": claims["sub"], "name": att["name"]},
+                   "lastSeq": self.seq, "receipts": marks, "members": self._members(claims["sub"]),
+                   "typing": await self._typing_now()}
+        if self._gone:
+            welcome["gone"] = True  # the other participant deleted their account
+        send(ws, welcome)
         if not att["hidden"]:  # an appear-offline user reading a room is not announced to it
             self._broadcast({"type": "join", "user": {"id": claims["sub"], "name": att["name"]}}, skip=ws)
         if "since" in frame:
@@ -199,6 +204,8 @@ class ChatRoom(SocketHost):
 
     async def _send(self, ws, att: dict, frame: dict) -> None:
         uid, cid = att["uid"], frame["cid"]
+        if self._gone:
+            raise ProtocolError("forbidden", "the other participant deleted their account", cid=cid)
         if await self._ack_duplicate(ws, uid, cid):
             return  # a resend after a reconnect: the original ack again, no second message, no second count
         bucket = "nudge" if frame["kind"] == "nudge" else "chat"
@@ -470,6 +477,9 @@ class ChatRoom(SocketHost):
         typing = await jget(storage, "typing") or {}
         if typing.pop(uid, None) is not None:
             await jput(storage, "typing", typing)
+        if dm_participants(room):
+            await jput(storage, "gone", True)  # a DM with nobody on the other side takes no new message
+            self._gone = True
         if seqs:
             self._broadcast({"type": "redact", "room": self.room, "seqs": seqs})
         return json.dumps({"redacted": len(seqs), "wiped": False})

@@ -163,3 +163,22 @@ async def test_without_an_admin_token_configured_the_admin_api_is_off(rt):
     off = await api(rt, "DELETE", "/api/admin/users/ubob", alice["accessToken"], expect=403)
     assert off["error"] == {"code": "forbidden", "message": "the admin API is disabled (no ADMIN_TOKEN secret)"}
     assert (await login(rt, "bob"))["user"]["id"] == "ubob"
+
+
+async def test_a_dm_with_a_deleted_account_refuses_new_messages_and_delivers_nothing(rt):
+    zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-1"})
+    uid = zoe["user"]["id"]
+    bob = await login(rt, "bob")
+    dm = f"dm_ubob__{uid}" if "ubob" < uid else f"dm_{uid}__ubob"
+    b, _ = await room(rt, dm, bob)
+    await say(b, "hello zoe")
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await b.send('{"type":"send","cid":"late-1","kind":"text","text":"are you there?"}')
+    err, _ = await frames_until(b, "error")
+    assert err["code"] == "forbidden" and err["cid"] == "late-1"
+    b2, welcome = await room(rt, dm, bob)
+    assert welcome["gone"] is True
+    # Nothing reaches a deleted account's inbox, even through the queue.
+    await rt.env.DELIVERY.send(json.dumps({"to": uid, "room": dm, "seq": 1, "from": "ubob", "ts": 0}))
+    await rt.advance(2)
+    assert list(rt.storage("INBOX", uid).list()) == ["deleted"]

@@ -122,6 +122,7 @@ export class ChatWindow {
     switch (f.type) {
       case "welcome":
         this.marks = f.receipts || {};
+        if (f.gone && !this.goneShown) { this.goneShown = true; this.system("This account was deleted: nothing more can be sent here."); }
         // Resend what was never acknowledged: same client ids, so the room deduplicates.
         for (const { frame } of this.pending.values()) this.channel.send(frame);
         if (this.lastSeq === 0 && this.initialSince === undefined && f.lastSeq > 0) this.channel.send({ type: "history", limit: 30 });
