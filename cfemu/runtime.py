@@ -18,7 +18,7 @@ from typing import Any
 
 from . import context
 from .assets import Assets
-from .clock import Clock, RealClock, Timer, VirtualClock
+from .clock import Clock, RealClock, Timer, VirtualClock, real_sleep
 from .config import WorkerConfig
 from .errors import JsException, WorkerLoadError
 from .http import Request, Response
@@ -34,6 +34,15 @@ WORKER_THREW = "Worker threw exception"
 NO_QUEUE_HANDLER = "Handler does not export a queue() function."
 # A timer that re-arms itself with no delay would keep advance() at one instant for ever.
 MAX_TIMERS_PER_INSTANT = 100_000
+# settle(): loop turns with work ready but no tracked task finishing before the loop counts as busy
+# for ever (a spinner); short waits for tracked work blocked on I/O, and how many idle ones end it.
+SETTLE_BUSY_TURNS = 1000
+SETTLE_UNTRACKED_TURNS = 10
+SETTLE_IO_WAIT = 0.002
+SETTLE_IDLE_WAITS = 3
+SETTLE_MAX_TURNS = 100_000
+# How long close() lets background work (waitUntil, deliveries) finish before cancelling it.
+CLOSE_GRACE = 5.0
 TIMER_LOOP = ("advance(): {count} timers fired at t={at} without the clock moving; "
               "a timer keeps rescheduling itself with no delay")
 
@@ -126,6 +135,7 @@ class Runtime:
         self.assets = Assets(config.assets) if config.assets else None
         self._fresh_code = fresh_code
         self._tasks: set[asyncio.Task] = set()
+        self._finished = 0  # tracked tasks done so far: settle() counts them as progress
         self._cron_timers: list[Timer] = []
         self._started = False
         self._closed = False
@@ -184,16 +194,31 @@ class Runtime:
         self._closed = True
         for timer in self._cron_timers:
             timer.cancel()
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            done, still = await asyncio.wait(pending, timeout=5)
-            for task in still:
-                task.cancel()
+        await self._finish_background_work(CLOSE_GRACE)
         for service in reversed(self.services):
             try:
                 await service.close()
             except Exception:
                 log.exception("closing %s failed", service.kind or type(service).__name__)
+
+    async def _finish_background_work(self, grace: float) -> None:
+        """Give tracked work up to `grace` seconds to finish, then cancel what is left.
+
+        Work asleep on a virtual clock cannot finish (nothing will advance the clock again), so it is
+        cancelled at once instead of holding the close for the whole grace period.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        sleepers = getattr(self.clock, "sleepers", ())
+        while True:
+            pending = [t for t in self._tasks if not t.done()]
+            awake = [t for t in pending if t not in sleepers]
+            remaining = deadline - loop.time()
+            if not awake or remaining <= 0:
+                break
+            await asyncio.wait(awake, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
     def abandon(self) -> None:
         """A crash: stop everything now; nothing that was not durable survives."""
@@ -232,6 +257,7 @@ class Runtime:
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
+        self._finished += 1
         if task.cancelled():
             return
         error = task.exception()
@@ -239,27 +265,40 @@ class Runtime:
             log.error("Uncaught error in background work (waitUntil, timer or event)", exc_info=error)
 
     async def settle(self) -> None:
-        """Wait until the background work started so far has finished or is waiting on the clock."""
+        """Wait until the work started so far has finished or waits on the clock (or on outside I/O).
+
+        It turns the event loop until nothing is ready to run; tracked work (waitUntil, events,
+        deliveries) that is neither done nor asleep on the virtual clock gets a few short waits for
+        I/O.  A loop kept busy by something that never finishes (a task spinning on
+        `asyncio.sleep(0)`) is given SETTLE_BUSY_TURNS turns without a tracked task finishing, and only
+        SETTLE_UNTRACKED_TURNS once no tracked work is awake, then left to itself.
+        """
         loop = asyncio.get_running_loop()
-        idle = 0
-        for _ in range(100_000):
-            pending = [t for t in self._tasks if not t.done()]
-            if not pending:
-                await asyncio.sleep(0)
-                if not [t for t in self._tasks if not t.done()]:
+        sleepers = getattr(self.clock, "sleepers", ())
+        finished = self._finished
+        busy = idle = 0
+        for _ in range(SETTLE_MAX_TURNS):
+            await real_sleep(0)
+            if self._finished != finished:
+                finished, busy, idle = self._finished, 0, 0
+            awake = [t for t in self._tasks if not t.done() and t not in sleepers]
+            if getattr(loop, "_ready", None):
+                # Something can run: turn again, a few times for work the runtime does not track
+                # (a task the test started), many while its own work is still awake.
+                busy += 1
+                if busy >= (SETTLE_BUSY_TURNS if awake else SETTLE_UNTRACKED_TURNS):
                     return
                 continue
-            await asyncio.sleep(0)
-            if getattr(loop, "_ready", None):
-                idle = 0
-                continue
-            done, _ = await asyncio.wait(pending, timeout=0.002)
+            busy = 0
+            if not awake:
+                return  # all done, or asleep until the clock moves
+            done, _ = await asyncio.wait(awake, timeout=SETTLE_IO_WAIT)
             if done:
                 idle = 0
                 continue
             idle += 1
-            if idle >= 3:
-                return  # what is left waits on the virtual clock or on outside I/O
+            if idle >= SETTLE_IDLE_WAITS:
+                return  # what is left waits on outside I/O or on a clock timer
 
     async def advance(self, seconds: float) -> None:
         """Move a virtual clock forward, running every timer that comes due, in order."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,119 @@ async def test_real_clock_timers_ride_the_event_loop():
     cancelled.cancel()
     await asyncio.wait_for(done.wait(), 2)
     assert len(fired) == 1 and fired[0] >= before + 0.009
+
+
+# -- asyncio.sleep / wait_for / timeout in worker code follow the runtime's clock ---------------------
+
+SLEEPY = "workers/sleepy/wrangler.toml"
+
+
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_worker_asyncio_sleep_waits_for_virtual_time(cfemu_runtime):
+    rt = cfemu_runtime
+    began = time.perf_counter()
+    assert await (await rt.fetch("/later?s=10")).text() == "later"
+    await rt.advance(9)
+    assert await rt.env.KV.get("done") is None
+    await rt.advance(1)
+    assert await rt.env.KV.get("done") == str(int((START + 10) * 1000))
+    # a handler that sleeps before answering answers once the clock has moved past its sleep
+    call = asyncio.ensure_future(rt.fetch("/nap?s=10"))
+    await rt.advance(9.5)
+    assert not call.done()
+    await rt.advance(0.5)
+    response = await asyncio.wait_for(call, 1)
+    assert await response.text() == str(int((START + 20) * 1000))
+    assert time.perf_counter() - began < 0.5  # no real sleeping
+
+
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_durable_object_alarm_handler_sleeps_on_the_virtual_clock(cfemu_runtime):
+    rt = cfemu_runtime
+    began = time.perf_counter()
+    await rt.fetch("/alarm?s=1")
+    await rt.advance(1)
+    assert rt.storage("NAPPER", "a").get("began") == int((START + 1) * 1000)
+    assert rt.storage("NAPPER", "a").get("woke") is None
+    await rt.advance(4.9)
+    assert rt.storage("NAPPER", "a").get("woke") is None
+    await rt.advance(0.1)
+    assert rt.storage("NAPPER", "a").get("woke") == int((START + 6) * 1000)
+    assert time.perf_counter() - began < 0.5
+
+
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_a_cancelled_worker_sleep_cancels_its_clock_timer(cfemu_runtime):
+    rt = cfemu_runtime
+    events = rt.worker_module("worker").events
+    events.clear()
+    await rt.fetch("/start?s=30")
+    await rt.advance(10)
+    assert rt.clock.next_due() == START + 30
+    await rt.fetch("/cancel")
+    await rt.settle()
+    assert events == [("cancelled", int((START + 10) * 1000))]
+    assert rt.clock.next_due() is None  # the sleep's timer went with it
+    await rt.advance(60)
+    assert events == [("cancelled", int((START + 10) * 1000))]
+
+
+@pytest.mark.parametrize("how", ["wait_for", "timeout"])
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_worker_wait_for_and_timeout_count_virtual_time(cfemu_runtime, how):
+    rt = cfemu_runtime
+    events = rt.worker_module("worker").events
+    events.clear()
+    began = time.perf_counter()
+    # the 30 s sleep outlasts the 5 s limit: TimeoutError at +5, and the sleep's timer is gone
+    call = asyncio.ensure_future(rt.fetch(f"/{how}?s=30"))
+    await rt.advance(4.9)
+    assert not call.done() and events == []
+    await rt.advance(0.1)
+    assert await (await asyncio.wait_for(call, 1)).text() == how
+    assert events == [(how, "timeout", int((START + 5) * 1000))]
+    assert rt.clock.next_due() is None
+    # a 2 s sleep inside the 5 s limit finishes, and the limit's timer is gone
+    call = asyncio.ensure_future(rt.fetch(f"/{how}?s=2"))
+    await rt.advance(2)
+    await asyncio.wait_for(call, 1)
+    assert events[-1] == (how, "finished", int((START + 7) * 1000))
+    assert rt.clock.next_due() is None
+    assert time.perf_counter() - began < 0.5
+
+
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_sleeps_outside_worker_code_stay_real(cfemu_runtime):
+    rt = cfemu_runtime
+    began = time.perf_counter()
+    await asyncio.sleep(0.02)  # the test's own sleep is not the worker's
+    assert time.perf_counter() - began >= 0.015
+    assert rt.now() == START
+    assert await asyncio.wait_for(asyncio.sleep(0.001, "r"), 1) == "r"
+    await (await rt.fetch("/nap?s=0")).text()  # sleep(0) only yields, even in worker code
+    assert rt.clock.next_due() is None
+
+
+async def test_with_a_real_clock_worker_sleeps_are_real():
+    async with Runtime.from_config(Path(__file__).parent / SLEEPY, clock="real") as rt:
+        began = time.perf_counter()
+        await (await rt.fetch("/nap?s=0.05")).text()
+        assert time.perf_counter() - began >= 0.045
+
+
+@pytest.mark.cfemu_config(SLEEPY, start=START)
+async def test_a_sleep_nobody_advances_past_gets_a_hint(cfemu_runtime, caplog, monkeypatch):
+    monkeypatch.setattr(VirtualClock, "STALL_HINT_AFTER", 0.01)
+    call = asyncio.ensure_future(cfemu_runtime.fetch("/nap?s=10"))
+    with caplog.at_level(logging.WARNING, logger="cfemu"):
+        await asyncio.sleep(0.05)
+    assert "virtual time moves only when the test calls advance()" in caplog.text
+    await cfemu_runtime.advance(10)
+    await asyncio.wait_for(call, 1)
+
+
+async def test_closing_a_runtime_does_not_wait_for_virtual_sleepers():
+    async with Runtime.from_config(Path(__file__).parent / SLEEPY, start=START) as rt:
+        await rt.fetch("/later?s=3600")
+        began = time.perf_counter()
+    assert time.perf_counter() - began < 1

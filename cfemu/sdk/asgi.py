@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..clock import real_wait_for
 from ..http import Request, Response
 
 __cfemu__ = True
@@ -73,7 +74,7 @@ async def _lifespan(app: Any) -> Any:
         if not task.done():
             inbox.put_nowait({"type": "lifespan.shutdown"})
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=1)
+                await real_wait_for(asyncio.shield(task), timeout=1)  # real time, even under a virtual clock
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001
                 task.cancel()
 

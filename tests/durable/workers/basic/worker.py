@@ -6,6 +6,15 @@ from workers import DurableObject, Response, WorkerEntrypoint
 CONSTRUCTED = {"count": 0}
 
 
+async def other_io():
+    """A suspension that is not a timer (like a subrequest): a few event-loop turns.
+
+    (asyncio.sleep(n) would wait on the runtime's clock, which is virtual in these tests.)
+    """
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 class CustomError(Exception):
     pass
 
@@ -24,7 +33,7 @@ class Store(DurableObject):
     async def incr_with_io(self, key="n"):
         # A real suspension between read and write: not protected by the input gate.
         value = await self.ctx.storage.get(key) or 0
-        await asyncio.sleep(0.001)
+        await other_io()
         await self.ctx.storage.put(key, value + 1)
         return value + 1
 
@@ -59,7 +68,7 @@ class Store(DurableObject):
 
     async def blocked(self):
         async def slow():
-            await asyncio.sleep(0.01)
+            await other_io()
             await self.ctx.storage.put("blocked", "done")
             return "result"
 
