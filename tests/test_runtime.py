@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -444,3 +445,52 @@ async def test_advance_stops_a_timer_that_reschedules_itself_without_delay(tmp_p
         with pytest.raises(RuntimeError) as info:
             await asyncio.wait_for(rt.advance(1), 10)
         assert str(info.value) == cfemu.runtime.TIMER_LOOP.format(count=500, at=START)
+
+
+SPINNER = '''
+import asyncio
+from js import setTimeout
+from workers import Response, WorkerEntrypoint
+
+state = {"spin": True, "turns": 0, "chains": 0, "ticks": 0}
+
+async def spin():
+    while state["spin"]:  # busy-waits on the event loop, never on the clock
+        state["turns"] += 1
+        await asyncio.sleep(0)
+
+async def chain(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+    state["chains"] += 1
+
+def tick():
+    state["ticks"] += 1
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        if request.url.endswith("/spin"):
+            self.ctx.waitUntil(spin())
+        else:
+            self.ctx.waitUntil(chain(300))
+            for second in range(1, 6):
+                setTimeout(tick, second * 1000)
+        return Response("ok")
+'''
+
+
+async def test_advance_stays_fast_beside_a_task_spinning_on_sleep_zero(tmp_path, write_worker):
+    # Was: every settle() inside advance() turned the loop 100,000 times (~3 s) for the spinner.
+    config = write_worker(tmp_path, SPINNER)
+    async with Runtime.from_config(config, start=START) as rt:
+        state = rt.worker_module("worker").state
+        await rt.fetch("/spin")
+        began = time.perf_counter()
+        await rt.fetch("/work")  # 300 loop turns of real work, and five timers
+        await rt.advance(10)
+        took = time.perf_counter() - began
+        assert state["chains"] == 1 and state["ticks"] == 5  # the real work still finished in time
+        assert state["turns"] > 300
+        state["spin"] = False
+        await rt.settle()
+    assert took < 0.5, took
