@@ -18,6 +18,8 @@ import json
 from js import Date
 from workers import DurableObject
 
+from store import jput_many
+
 __all__ = ["LIMITS", "take", "refund", "empty", "login_begin", "login_end", "RateLimiter"]
 
 # kind -> (max events, window ms).  Chat frames only: pings, typing and receipts are not counted.
@@ -121,7 +123,40 @@ class RateLimiter(DurableObject):
         allowed, record, retry = take(json.loads(raw) if raw else None, kind, now, self._limit(kind))
         if allowed:
             await self.ctx.storage.put("rl", json.dumps(record))
+            await self._expire_later()
         return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+
+    async def _expire_later(self) -> None:
+        """Drop what has aged out and point the alarm at when the rest will have: a guessed username
+        or a one-off address must not leave a record behind for ever."""
+        now = Date.now()
+        storage = self.ctx.storage
+        raw_rl, raw_login = await storage.get("rl"), await storage.get("login")
+        ends, keep = [], {}
+        if raw_rl:
+            rl = {k: [t for t in log if now - t < LIMITS[k][1]] for k, log in json.loads(raw_rl).items() if k in LIMITS}
+            ends += [max(log) + LIMITS[k][1] for k, log in rl.items() if log]
+            if any(rl.values()):
+                keep["rl"] = rl
+        if raw_login:
+            login = _login_record(json.loads(raw_login), now)
+            ends += [max(log) + LOGIN_WINDOW_MS for log in [login["fails"], *login["pairs"].values()] if log]
+            ends += [t + KNOWN_ADDRESS_MS for t in login["known"].values()]
+            if login["fails"] or login["pairs"] or login["known"]:
+                keep["login"] = login
+        if not keep:
+            await storage.deleteAlarm()
+            await storage.deleteAll()
+            return
+        await jput_many(storage, keep)  # (JSON text, as every other write here)
+        drop = [k for k in ("rl", "login") if k not in keep and (raw_rl if k == "rl" else raw_login)]
+        if drop:
+            await storage.delete(drop)
+        await storage.setAlarm(max(ends))
+
+    async def alarm(self, alarm_info=None) -> None:
+        """Everything stored may have aged out: drop what has, come back for the rest."""
+        await self._expire_later()
 
     def _limit(self, kind: str) -> int | None:
         if kind == "register_ip":
@@ -148,6 +183,7 @@ class RateLimiter(DurableObject):
         allowed, record, retry = login_begin(json.loads(raw) if raw else None, ip, now)
         if allowed:
             await self.ctx.storage.put("login", json.dumps(record))
+            await self._expire_later()
         return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
 
     async def loginEnd(self, ip: str, at: int, ok: bool) -> str:
@@ -156,10 +192,12 @@ class RateLimiter(DurableObject):
             raw = await self.ctx.storage.get("login")
             await self.ctx.storage.put("login", json.dumps(login_end(json.loads(raw) if raw else None, ip,
                                                                      int(at), True, Date.now())))
+            await self._expire_later()
         return json.dumps({"ok": True})
 
     async def forget(self) -> str:
         """Account deletion: every counter of this instance goes."""
+        await self.ctx.storage.deleteAlarm()
         await self.ctx.storage.deleteAll()
         return json.dumps({"ok": True})
 

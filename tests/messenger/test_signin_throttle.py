@@ -198,3 +198,22 @@ async def test_the_registration_limit_follows_the_register_per_hour_var(tmp_path
             resp = await rt.fetch("/api/auth/register", method="POST", json={"username": f"few{i}", "password": "long-enough-1"})
             codes.append(resp.status)
         assert codes == [200, 200, 429]
+
+
+async def test_limiter_records_age_out_instead_of_piling_up(rt):
+    for name in ("ghost1", "ghost2"):
+        resp, _ = await _login(rt, name, "guess", ATTACKER)
+        assert resp.status == 401
+    resp, body = await _login(rt, "alice", "alice-demo", OWNER)   # a known address: kept 30 days
+    alice = body["data"]
+    from messenger_client import room, say
+
+    ws, _ = await room(rt, "general", alice)
+    await say(ws, "counted")
+    before = set(rt.list_ids("LIMITER"))
+    await rt.advance(16 * 60)
+    after = set(rt.list_ids("LIMITER"))
+    assert len(before) - len(after) >= 4  # both guessed names, the attacker's and the chat counter
+    assert len(after) == 1                # alice's account record, for her known address
+    await rt.advance(30 * 86_400)
+    assert rt.list_ids("LIMITER") == []
