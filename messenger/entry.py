@@ -74,7 +74,9 @@ def _throttled(message: str, retry_after_ms: int) -> ApiError:
 def client_address(request) -> str:
     """The client's address as sign-in throttling counts it: IPv4 as is, IPv6 by its /64 (one host
     usually holds a whole /64), "unknown" when Cloudflare's CF-Connecting-IP header is absent or odd."""
-    raw = (request.headers.get("cf-connecting-ip") or "").strip()
+    # Cloudflare sends one address.  Where a client's own CF-Connecting-IP survives with the real one
+    # appended after it (cfemu dev today), the last entry is the one the proxy vouches for.
+    raw = (request.headers.get("cf-connecting-ip") or "").split(",")[-1].strip()
     try:
         address = ipaddress.ip_address(raw)
     except ValueError:

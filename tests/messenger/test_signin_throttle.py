@@ -217,3 +217,11 @@ async def test_limiter_records_age_out_instead_of_piling_up(rt):
     assert len(after) == 1                # alice's account record, for her known address
     await rt.advance(30 * 86_400)
     assert rt.list_ids("LIMITER") == []
+
+
+async def test_a_client_supplied_address_in_front_of_the_real_one_changes_nothing(rt):
+    for i in range(10):
+        resp, _ = await _login(rt, "alice", "guess", f"10.0.0.{i}, {ATTACKER}")
+        assert resp.status == 401
+    resp, _ = await _login(rt, "alice", "alice-demo", f"{OWNER}, {ATTACKER}")
+    assert resp.status == 429
