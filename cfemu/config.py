@@ -37,6 +37,11 @@ __all__ = [
 
 log = logging.getLogger("cfemu.config")
 
+# Cloudflare runs Python modules only with the `python_workers` flag (workerd gives it no enable date;
+# `python_workers_development` implies it).  cfemu runs the worker either way, and says so.
+PYTHON_WORKERS_FLAGS = frozenset({"python_workers", "python_workers_development"})
+NO_PYTHON_WORKERS_FLAG = 'no "python_workers" flag: Cloudflare runs a Python Worker only with it (cfemu runs it anyway)'
+
 CONFIG_NAMES = ("wrangler.toml", "wrangler.jsonc", "wrangler.json")
 _BINDING_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
@@ -361,6 +366,8 @@ class _Parser:
         if compat_date is not None and not _is_date(compat_date):
             raise self.fail(key("compatibility_date"), f"{compat_date!r} is not a date like 2025-01-31")
         flags = self.str_list(section, "compatibility_flags", "")
+        if not PYTHON_WORKERS_FLAGS.intersection(flags):
+            self.warn(key("compatibility_flags"), NO_PYTHON_WORKERS_FLAG)
 
         vars_ = self.typed(section, "vars", "", dict, {})
         for k in vars_:

@@ -11,7 +11,8 @@ import pytest
 from cfemu.config import find_config, load_config
 from cfemu.errors import ConfigError
 
-HEAD = 'name = "w"\nmain = "worker.py"\ncompatibility_date = "2026-11-01"\n'
+BARE_HEAD = 'name = "w"\nmain = "worker.py"\ncompatibility_date = "2026-11-01"\n'
+HEAD = BARE_HEAD + 'compatibility_flags = ["python_workers"]\n'
 
 
 def _dir(tmp_path: Path, toml: str, *, worker: bool = True) -> Path:
@@ -32,7 +33,7 @@ BAD = [
      "'2026/11/01' is not a date like", None),
     ("impossible-compat-date", HEAD.replace("2026-11-01", "2026-13-45"), "compatibility_date",
      "'2026-13-45' is not a date like", None),
-    ("compat-flags-not-strings", HEAD + "compatibility_flags = [1]\n", "compatibility_flags",
+    ("compat-flags-not-strings", BARE_HEAD + "compatibility_flags = [1]\n", "compatibility_flags",
      "expected an array of strings", None),
     ("vars-not-table", HEAD + 'vars = "x"\n', "vars", "expected a table, got a string 'x'", None),
     ("bad-var-name", HEAD + '[vars]\n"MY-VAR" = "x"\n', "vars.MY-VAR", "is not a valid JavaScript identifier", None),
@@ -106,7 +107,7 @@ def test_at_least_a_dozen_distinct_bad_inputs():
 
 
 def test_toml_syntax_error_names_file_and_line(tmp_path):
-    path = _dir(tmp_path, HEAD + "[vars\nA = 1\n")
+    path = _dir(tmp_path, BARE_HEAD + "[vars\nA = 1\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
@@ -143,7 +144,7 @@ def test_unknown_keys_warn_and_do_not_crash(tmp_path, caplog):
 
 def test_a_full_config_parses_into_typed_bindings(tmp_path):
     (tmp_path / "public").mkdir()
-    path = _dir(tmp_path, HEAD + """
+    path = _dir(tmp_path, BARE_HEAD + """
         compatibility_flags = ["python_workers"]
         [vars]
         GREETING = "hi"
@@ -323,3 +324,32 @@ def test_dot_env_files_when_there_is_no_dev_vars(tmp_path, monkeypatch):
     (tmp_path / ".dev.vars").unlink()
     monkeypatch.setenv("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV", "false")
     assert load_config(path).secrets == {}
+
+
+NO_PYTHON_WORKERS = ('compatibility_flags: no "python_workers" flag: Cloudflare runs a Python Worker only with it '
+                     '(cfemu runs it anyway)')
+
+
+def test_a_config_without_the_python_workers_flag_warns(tmp_path, caplog):
+    path = _dir(tmp_path, BARE_HEAD + 'compatibility_flags = ["nodejs_compat"]\n')
+    with caplog.at_level(logging.WARNING, logger="cfemu.config"):
+        config = load_config(path)
+    assert config.warnings == [f"{path}: {NO_PYTHON_WORKERS}"]
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: {NO_PYTHON_WORKERS}"]
+    assert config.name == "w"  # a warning, not a failure
+
+
+@pytest.mark.parametrize("flags", ['["python_workers"]', '["nodejs_compat", "python_workers"]',
+                                   '["python_workers_development"]'])
+def test_the_python_workers_flag_silences_the_warning(tmp_path, flags):
+    path = _dir(tmp_path, BARE_HEAD + f"compatibility_flags = {flags}\n")
+    assert load_config(path).warnings == []
+
+
+def test_the_flag_warning_names_the_file_for_json_and_envs(tmp_path):
+    (tmp_path / "worker.py").write_text("")
+    path = tmp_path / "wrangler.jsonc"
+    path.write_text('{"name": "w", "main": "worker.py", "compatibility_date": "2026-11-01", // no flags\n'
+                    '"env": {"staging": {"compatibility_flags": ["python_workers"]}}}')
+    assert load_config(path).warnings == [f"{path}: {NO_PYTHON_WORKERS}"]
+    assert load_config(path, "staging").warnings == []
