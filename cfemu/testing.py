@@ -4,7 +4,15 @@
         resp = await rt.fetch("/hello")
         await rt.advance(60)          # TTLs, alarms, queue batches, crons, timers come due
 
-The clock is virtual by default: time moves only when the test says so.  The same object offers
+The clock is virtual by default: time moves only when the test says so.  That includes worker code's
+own waits (`asyncio.sleep(n)`, `asyncio.wait_for`, `asyncio.timeout`, `js.setTimeout`): a handler
+that sleeps answers once the test has advanced past its sleep, so start such a fetch as a task:
+
+    call = asyncio.ensure_future(rt.fetch("/slow"))
+    await rt.advance(10)
+    response = await call
+
+The same object offers
 crash and restart, redeploys, and (with Durable Objects) eviction, reroutes and fault injection.
 `SyncRuntime` wraps it for hypothesis state machines and plain scripts.
 """

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cfemu.clock import RealClock, VirtualClock
 from cfemu.testing import Runtime
@@ -228,3 +230,38 @@ async def test_closing_a_runtime_does_not_wait_for_virtual_sleepers():
         await rt.fetch("/later?s=3600")
         began = time.perf_counter()
     assert time.perf_counter() - began < 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(sleep_s=st.integers(1, 50), limit_s=st.integers(1, 50), how=st.sampled_from(["wait_for", "timeout"]),
+       steps=st.lists(st.integers(1, 20), min_size=1, max_size=6))
+def test_virtual_sleep_under_a_limit_matches_the_model(sleep_s, limit_s, how, steps):
+    # Model: the sleep finishes at +sleep_s unless the limit (armed first) comes at or before it.
+    async def main() -> None:
+        async with Runtime.from_config(Path(__file__).parent / SLEEPY, start=START) as rt:
+            outcome = []
+
+            async def guarded() -> None:
+                try:
+                    if how == "wait_for":
+                        await asyncio.wait_for(asyncio.sleep(sleep_s), limit_s)
+                    else:
+                        async with asyncio.timeout(limit_s):
+                            await asyncio.sleep(sleep_s)
+                    outcome.append(("finished", rt.now() - START))
+                except TimeoutError:
+                    outcome.append(("timeout", rt.now() - START))
+
+            rt.core.spawn(guarded())
+            await rt.settle()
+            elapsed = 0
+            end = min(sleep_s, limit_s)
+            for step in steps:
+                elapsed += step
+                await rt.advance(step)
+                assert (outcome != []) == (elapsed >= end)
+            await rt.advance(end)
+            assert outcome == [("timeout" if limit_s <= sleep_s else "finished", end)]
+            assert rt.clock.next_due() is None  # neither the sleep's nor the limit's timer is left
+
+    asyncio.run(main())
