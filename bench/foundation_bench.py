@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO = ROOT / "examples" / "hello"
@@ -167,7 +168,7 @@ def cfemu_dev(tmp: Path, *extra: str) -> Server:
 
 # -- the measurements ---------------------------------------------------------------------------------
 
-def throughput(tmp: Path, connections: int, duration: float, rounds: int) -> dict[str, tuple[float, float]]:
+def throughput(tmp: Path, connections: int, duration: float, rounds: int) -> dict[str, Any]:
     """Median (requests/s, server CPU us/request) per server; rounds interleave so background load hits both."""
     bare = Server([PYTHON, "-c", BARE_SERVER], tmp / "bare.log")
     cfemu = cfemu_dev(tmp)
@@ -176,8 +177,12 @@ def throughput(tmp: Path, connections: int, duration: float, rounds: int) -> dic
         for _ in range(rounds):
             samples["bare"].append(load(bare, connections, duration))
             samples["cfemu"].append(load(cfemu, connections, duration))
-        return {name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
-                for name, runs in samples.items()}
+        result = {name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
+                  for name, runs in samples.items()}
+        # Each round measures both servers back to back, so a per-round ratio cancels load that drifts
+        # between rounds (other work on a shared machine); report their median and spread too.
+        result["paired"] = [(c[0] / b[0], b[1] / c[1]) for b, c in zip(samples["bare"], samples["cfemu"])]
+        return result
     finally:
         bare.stop()
         cfemu.stop()
@@ -236,6 +241,11 @@ def main() -> None:
         print(f"  cfemu dev, examples/hello      {dev:9.0f} req/s   {dev_cpu:6.1f} us server CPU per request")
         print(f"  ratio cfemu/bare               {ratio:9.2f}         {cpu_ratio:6.2f} by CPU per request"
               f"   (aim >= 0.7) {'OK' if ratio >= 0.7 else 'MISSED'}")
+        paired = result["paired"]
+        by_rps, by_cpu = sorted(r for r, _ in paired), sorted(c for _, c in paired)
+        print(f"  per-round ratios (n={len(paired)})      median {statistics.median(by_rps):4.2f} "
+              f"[{by_rps[0]:.2f}-{by_rps[-1]:.2f}]   by CPU median {statistics.median(by_cpu):4.2f} "
+              f"[{by_cpu[0]:.2f}-{by_cpu[-1]:.2f}]")
         median, p90, best = fixture_cost(args.fixture_runs)
         print(f"  fixture per test (from_config + fetch + close, n={args.fixture_runs})")
         print(f"      median {median * 1000:6.2f} ms   p90 {p90 * 1000:6.2f} ms   best {best * 1000:6.2f} ms"
