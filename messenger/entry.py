@@ -118,6 +118,7 @@ ROUTES = [
     ("GET", "/api/search", "search", True, "Search messages the caller may read (q)", None),
     ("GET", "/api/inbox", "inbox", True, "Pointers to DMs received while offline", None),
     ("GET", "/api/presence/{user}", "presence_lookup", True, "Cheap presence lookup (KV mirror)", None),
+    ("POST", "/api/rum", "rum", False, "Real-user monitoring beacon: LCP, INP, CLS (no cookie, no identity)", "rum"),
     ("GET", "/ws/presence", "ws_presence", False, "WebSocket: presence (auth in first frame)", None),
     ("GET", "/ws/room/{room}", "ws_room", False, "WebSocket: a chat room (auth in first frame)", None),
 ]
@@ -173,7 +174,8 @@ def openapi_document() -> dict:
 def _schema(spec: dict) -> dict:
     props, required = {}, []
     for name, (types, req, _check) in spec.items():
-        kind = "boolean" if bool in types else "integer" if int in types else "string"
+        kind = ("boolean" if bool in types else "number" if float in types else "integer" if int in types
+                else "string")
         props[name] = {"type": kind}
         if req:
             required.append(name)
@@ -271,6 +273,16 @@ class Default(WorkerEntrypoint):
 
     async def _personas(self, request, claims, query):
         return [{k: p[k] for k in ("id", "username", "name", "presence", "message")} for p in bots.PERSONAS]
+
+    async def _rum(self, request, claims, query):
+        body = await self._body(request, "rum")
+        if not body:
+            raise ApiError("invalid_field", "send at least one of lcp, inp, cls")
+        # One point per metric: blob2 names it, double1 is its value.  Nothing about who sent it.
+        for metric in ("lcp", "inp", "cls"):
+            if metric in body:
+                events.emit(self.env, "rum", blobs=(metric,), doubles=(float(body[metric]),))
+        return {"recorded": sorted(body)}
 
     async def _register(self, request, claims, query):
         body = await self._body(request, "register")

@@ -15,7 +15,7 @@ from pyodide.ffi import to_js
 __all__ = ["EVENTS", "keyed_hash", "emit"]
 
 EVENTS = ("login_success", "login_failure", "message_sent", "ai_invocation", "rate_limited",
-          "ws_connect", "ws_disconnect", "delivery_latency", "token_refresh", "session_revoked", "account_deleted")
+          "ws_connect", "ws_disconnect", "delivery_latency", "token_refresh", "session_revoked", "account_deleted", "rum")
 _DEFAULT_KEY = "cf-messenger-local-analytics-key"
 
 

@@ -84,6 +84,14 @@ def _int(lo: int, hi: int):
     return check
 
 
+def _num(lo: float, hi: float):
+    def check(value):
+        if value != value or not lo <= value <= hi:  # (NaN is never in range)
+            return f"must be between {lo} and {hi}"
+        return None
+    return check
+
+
 def _one_of(options):
     def check(value):
         return None if value in options else "must be one of " + ", ".join(options)
@@ -120,6 +128,9 @@ BODIES = {
     "refresh": {"refreshToken": ((str,), True, _str(1, 256))},
     "logout": {"everywhere": ((bool,), False, None)},
     "status": PRESENCE_FRAMES["status"],
+    # Web vitals from the web client's beacon (milliseconds; CLS is unitless).
+    "rum": {"lcp": ((int, float), False, _num(0, 600_000)), "inp": ((int, float), False, _num(0, 60_000)),
+            "cls": ((int, float), False, _num(0, 100))},
 }
 
 

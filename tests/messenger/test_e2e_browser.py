@@ -196,6 +196,36 @@ async def test_a_new_account_shows_up_in_open_buddy_lists_and_its_deletion_redac
         await browser.close()
 
 
+async def test_the_page_reports_its_web_vitals_once_when_hidden(tmp_path, dev_server):
+    from playwright.async_api import async_playwright
+
+    server = dev_server(ROOT / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=ROOT)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await _sign_in(browser, server.url, "alice")
+        await _open(page, "General", "general")
+        beacons = []
+        page.on("request", lambda r: beacons.append(r) if r.url.endswith("/api/rum") else None)
+        for _ in range(2):  # hidden twice: one report
+            await page.evaluate("""() => {
+                Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }""")
+        for _ in range(50):
+            if beacons:
+                break
+            await page.wait_for_timeout(100)
+        await page.wait_for_timeout(300)
+        assert len(beacons) == 1
+        assert "cookie" not in {k.lower() for k in (await beacons[0].all_headers())}
+        response = await beacons[0].response()
+        assert response is not None and response.status == 200  # a valid body: the server validates it
+        recorded = (await response.json())["data"]["recorded"]
+        assert "lcp" in recorded and set(recorded) <= {"lcp", "inp", "cls"}
+        assert page.errors == []
+        await browser.close()
+
+
 async def test_two_tabs_sharing_a_session_refresh_without_tripping_reuse_detection(tmp_path, dev_server):
     """Tabs share the session in localStorage: only one may rotate the refresh token; the other adopts it."""
     from playwright.async_api import async_playwright

@@ -4,6 +4,7 @@ import { Session, call } from "./api.js";
 import { Channel } from "./socket.js";
 import { ChatWindow } from "./chat.js";
 import { loadEmoticons, render } from "./emoticons.js";
+import "./rum.js";
 
 const $ = (sel) => document.querySelector(sel);
 const session = new Session();
