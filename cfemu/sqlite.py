@@ -3,6 +3,10 @@
 WAL with `synchronous=NORMAL` by default: a commit that has returned survives `kill -9` of the
 process (FULL adds power-loss safety at a large cost).  Connections are in autocommit mode; code
 that needs a multi-statement transaction says BEGIN/COMMIT itself.
+
+`secure_delete` is on: deleted rows are overwritten rather than left in free pages, so once a file
+is closed (the last connection checkpoints and removes the WAL) nothing deleted can be read back
+from the state directory.  An app that erases a user's data can rely on it being gone from disk.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def open_sqlite3(path: str | Path | None, *, synchronous: str = "NORMAL") -> sql
     if path is not None:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={level}")
+    db.execute("PRAGMA secure_delete=ON")
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return db
 
@@ -47,4 +52,5 @@ def open_apsw(path: str | Path, *, synchronous: str = "NORMAL") -> apsw.Connecti
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={level}")
+    conn.execute("PRAGMA secure_delete=ON")
     return conn

@@ -20,11 +20,8 @@ from naming import PUBLIC_ROOMS, dm_participants, dm_room, may_join, valid_room
 from presence import presence
 from store import py
 
-__all__ = ["close_sessions", "erase_account", "NOT_YET_SECURE_DELETE", "STORES", "KEPT"]
+__all__ = ["close_sessions", "erase_account", "STORES", "KEPT"]
 
-# What account deletion cannot reach yet: the runtime's SQLite files keep deleted bytes in free pages
-# and the WAL until it enables secure_delete (a storage-layer setting a worker cannot change).
-NOT_YET_SECURE_DELETE = "sqlite free pages and WAL (until the runtime enables secure_delete)"
 STORES = ["directory:account", "directory:sessions", "sessions", "kv:session-markers", "presence", "kv:presence",
           "rooms:messages(tombstones)", "rooms:receipts", "rooms:typing", "rooms:client-ids", "rooms:persona-dms",
           "inbox", "inbox:partners", "d1:messages", "d1:search-terms", "r2:archives", "limiter:chat",
@@ -101,4 +98,4 @@ async def erase_account(env, uid: str) -> dict | None:
         closed += await close_sessions(env, await sessions.revoke_sessions(env, late, erase=True), "account_deleted")
     counts.update(d1Rows=cold["rows"], archivesRewritten=len(cold["archives"]))
     return {"deleted": uid, "at": Date.now(), "closedSockets": closed, "counts": counts, "stores": list(STORES),
-            "kept": list(KEPT), "notYet": [NOT_YET_SECURE_DELETE]}
+            "kept": list(KEPT), "notYet": []}

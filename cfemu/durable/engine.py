@@ -158,6 +158,7 @@ class StorageEngine:
             # Each PRAGMA returns a row; drain them, or apsw stops before the next statement.
             db.execute(_NONCE + "PRAGMA journal_mode=WAL").fetchall()
             db.execute(_NONCE + f"PRAGMA synchronous={level}").fetchall()
+            db.execute(_NONCE + "PRAGMA secure_delete=ON").fetchall()  # deleted data is gone from disk
             db.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 1)
             for which, value in _LIMITS.items():
                 db.limit(which, value)

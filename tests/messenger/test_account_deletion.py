@@ -63,7 +63,7 @@ async def test_deleting_an_account_redacts_its_messages_and_leaves_nothing_of_it
 
     receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"])
     assert receipt["deleted"] == uid
-    assert receipt["notYet"] == ["sqlite free pages and WAL (until the runtime enables secure_delete)"]
+    assert receipt["notYet"] == []
     assert receipt["counts"]["messagesRedacted"] == 3 and receipt["counts"]["roomsWiped"] == 1
 
     # The room log keeps every sequence; hers are tombstones, everyone else's are untouched.
@@ -124,8 +124,6 @@ async def test_deleted_account_name_can_be_registered_again_and_sees_nothing_old
     assert me["message"] == ""
 
 
-@pytest.mark.xfail(strict=True, reason="cfemu's SQLite files keep deleted rows in free pages/WAL until the runtime "
-                                       "sets secure_delete and checkpoints (runtime change, reported)")
 async def test_no_byte_of_a_deleted_users_messages_is_left_in_the_state_directory(rt, tmp_path):
     zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
     await api(rt, "DELETE", "/api/me", zoe["accessToken"])
