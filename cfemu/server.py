@@ -361,8 +361,8 @@ async def _to_worker_request(request: web.Request) -> Request:
     url = f"{request.scheme}://{host}{request.path_qs}"
     headers = Headers._trusted(request.headers)
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    if peer:
-        headers.append("cf-connecting-ip", peer[0])
+    if peer:  # Cloudflare sets it from the connection, replacing whatever the client sent
+        headers.set("cf-connecting-ip", peer[0])
     method = request.method
     body = (await request.read() or None) if request.can_read_body and method not in ("GET", "HEAD") else None
     cf = JsObject(colo="LOCAL", country="XX", httpProtocol=f"HTTP/{request.version.major}.{request.version.minor}",

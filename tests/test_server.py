@@ -77,12 +77,14 @@ async def test_http_round_trip(server):
             assert resp.status == 200
             assert resp.headers["content-type"] == "text/plain;charset=UTF-8"
             assert await resp.text() == "hello from v1"
-        async with session.post(server.url + "/echo?x=1", data="payload é", headers={"X-Test": "t"}) as resp:
+        # CF-Connecting-IP is the connection's address, whatever the client claims.
+        async with session.post(server.url + "/echo?x=1", data="payload é",
+                                headers={"X-Test": "t", "CF-Connecting-IP": "6.6.6.6"}) as resp:
             assert resp.status == 201
             assert resp.headers["x-worker"] == "yes"
             body = await resp.json()
         assert body == {"method": "POST", "url": f"{server.url}/echo?x=1", "body": "payload é", "x-test": "t",
-                        "colo": "LOCAL"}
+                        "colo": "LOCAL", "ip": "127.0.0.1"}
         async with session.get(server.url + "/nowhere") as resp:
             assert (resp.status, await resp.text()) == (404, "worker 404")
 

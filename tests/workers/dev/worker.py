@@ -21,6 +21,7 @@ class Default(WorkerEntrypoint):
                 "body": await request.text(),
                 "x-test": request.headers.get("X-Test"),
                 "colo": request.cf.colo,
+                "ip": request.headers.get("cf-connecting-ip"),
             }, status=201, headers={"x-worker": "yes"})
         if path == "/var":
             return Response(self.env.EXTRA)
