@@ -32,7 +32,8 @@ def _write_worker(directory: Path, code: str, toml: str = "", *, name: str = "w"
         (directory / rel).parent.mkdir(parents=True, exist_ok=True)
         (directory / rel).write_text(textwrap.dedent(text))
     config = directory / "wrangler.toml"
-    config.write_text(f'name = "{name}"\nmain = "{main}"\ncompatibility_date = "2026-11-01"\n' + textwrap.dedent(toml))
+    config.write_text(f'name = "{name}"\nmain = "{main}"\ncompatibility_date = "2026-11-01"\n'
+                      'compatibility_flags = ["python_workers"]\n' + textwrap.dedent(toml))
     return config
 
 
