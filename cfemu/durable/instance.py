@@ -47,6 +47,49 @@ _HANDLERS = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketE
 current_block: ContextVar[object | None] = ContextVar("cfemu_durable_block", default=None)
 
 
+class _GatedCoroutine:
+    """Drives an event's coroutine so that each resumption passes the input gate.
+
+    Every suspension of the event (an `await` on fetch, another object, a timer...) yields a
+    future up to the task; when the task is woken, the coroutine is resumed only once no other
+    event's blockConcurrencyWhile() block is open, as production's input gate delivers an I/O
+    completion only when the object is not inside someone else's critical section.  A
+    cancellation (reset) is passed on at once.
+    """
+
+    __slots__ = ("_coro", "_instance", "_block")
+
+    def __init__(self, coro: Any, instance: ObjectInstance, block: object | None) -> None:
+        self._coro, self._instance, self._block = coro, instance, block
+
+    def __await__(self) -> Any:
+        coro, instance, block = self._coro, self._instance, self._block
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a cancellation goes on into the event
+                error = exc
+                continue
+            while not instance.may_pass(block) and instance.broken is None:
+                try:
+                    yield from instance._gate.wait().__await__()
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:  # noqa: BLE001
+                    error = exc
+                    break
+
+
 class ObjectInstance:
     """The in-memory life of one object, from construction to eviction or reset."""
 
@@ -202,7 +245,9 @@ class ObjectInstance:
         try:
             try:
                 result = func(*args)
-                if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result = await _GatedCoroutine(result, self, block)
+                elif inspect.isawaitable(result):
                     result = await result
             finally:
                 current_object.reset(token)

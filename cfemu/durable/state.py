@@ -89,8 +89,11 @@ class DurableObjectState:
                 raise
             finally:
                 limit.cancel()
-                instance.unblock(block)
                 instance._block_tasks.discard(task)
+                # Open the gate one loop turn later, after this task's result has woken the event
+                # awaiting it: the block hands the input lock back to its caller first, as in
+                # workerd, before any event that queued meanwhile (which could open a new block).
+                instance.loop.call_soon(instance.unblock, block)
 
         task = asyncio.ensure_future(run())
         instance._block_tasks.add(task)

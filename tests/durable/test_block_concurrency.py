@@ -97,3 +97,25 @@ async def test_timer_set_inside_a_block_fires_inside_it(cfemu_runtime, mod):
     await spin()
     assert call.done(), "the block's own timer was held back by the block"
     assert await call == "done"
+
+
+async def test_io_completion_of_an_earlier_event_waits_for_the_block(cfemu_runtime, mod):
+    # Production's input gate holds every delivery into the object while a block is open,
+    # including the continuation of an event that was already waiting on outside I/O.
+    rt = cfemu_runtime
+    stub = rt.env.PROBE.getByName("bcw-io")
+    await stub.bump()
+    earlier = asyncio.ensure_future(stub.via_other("bcw-io-other", "io"))
+    await spin()
+    assert ("started", "io") in mod.LOG
+    block = asyncio.ensure_future(stub.hold("h"))
+    await spin()
+    mod.gate("io").set()  # the other object answers while the block is open
+    await spin()
+    assert ("resumed", "io") not in mod.LOG, "the earlier event resumed inside another event's block"
+    assert not earlier.done()
+    mod.gate("h").set()
+    await spin()
+    assert await block == "h"
+    assert await earlier == "h"  # it resumed after the block and saw what the block wrote
+

@@ -86,6 +86,13 @@ class Probe(DurableObject):
         LOG.append(("finished", name))
         return name
 
+    async def via_other(self, other, name):
+        """Await another object's call (non-storage I/O), then report what this object holds."""
+        LOG.append(("waiting on other", name))
+        await self.env.PROBE.getByName(other).wait_for(name)
+        LOG.append(("resumed", name))
+        return await self.ctx.storage.get("phase")
+
     async def delete_alarm_then_wait(self, name):
         await self.ctx.storage.deleteAlarm()
         await gate(name).wait()
