@@ -38,6 +38,9 @@ CODE_UPDATED = "Durable Object reset because its code was updated."
 ABORTED = "Application called abort() to reset Durable Object."
 MOVED = "Durable Object was moved to another location; the request may be retried."
 EVICTED_DURING_CALL = "Durable Object was evicted while the call was in flight."
+# workerd api/global-scope.c++ eventTimeoutPromise(): a hibernation-API handler ran past
+# setHibernatableWebSocketEventTimeout(); the actor is shut down (DISCONNECTED).
+EVENT_TIMED_OUT = "Actor exceeded event execution time and was disconnected."
 HIBERNATION_IDLE = 10.0  # seconds idle before a hibernatable object leaves memory
 IDLE_EVICTION = 70.0  # seconds idle before any other object leaves memory
 _HANDLERS = {"fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"}
@@ -452,6 +455,8 @@ class ObjectHandle:
         self._spawn_ws_event("webSocketError", ws, error)
 
     def _spawn_ws_event(self, handler: str, *args: Any) -> None:
+        timeout_ms = self.__dict__.get("event_timeout_ms") or 0  # as set when the event is sent
+
         async def deliver() -> None:
             instance = self.get_instance()
             func = getattr(instance.obj, handler, None)
@@ -459,6 +464,8 @@ class ObjectHandle:
                 if handler == "webSocketMessage":
                     log.warning("%s has no webSocketMessage handler; message dropped", type(instance.obj).__name__)
                 return
+            if timeout_ms > 0:
+                func = self._limited(instance, func, timeout_ms)
             try:
                 await instance.run(func, *args)
             except Exception:
@@ -468,3 +475,22 @@ class ObjectHandle:
         # one socket reach the handler in order; a handler awaiting I/O lets the next one in, as
         # on Cloudflare.
         self.service.host.spawn(deliver(), name=handler)
+
+    def _limited(self, instance: ObjectInstance, func: Callable[..., Any], timeout_ms: int) -> Callable[..., Any]:
+        """`func` raced against the event timeout, whose clock starts when the handler starts."""
+        clock = self.service.host.clock
+
+        def expire() -> None:
+            instance.reset(JsException(EVENT_TIMED_OUT, retryable=True))  # cancels the handler
+
+        async def limited(*args: Any) -> Any:
+            timer = clock.call_later(timeout_ms / 1000, expire)
+            try:
+                result = func(*args)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            finally:
+                timer.cancel()
+
+        return limited

@@ -223,6 +223,14 @@ class Probe(DurableObject):
         elif message == "stop-interval":
             clearInterval(self.interval)
             ws.send("stopped")
+        elif message.startswith("slow:"):
+            self.memory += 1
+            await vsleep(int(message[len("slow:"):]))
+            ws.send(f"slow done {self.memory}")
+        elif message.startswith("event-timeout:"):
+            ms = int(message[len("event-timeout:"):])
+            self.ctx.setHibernatableWebSocketEventTimeout(ms or None)
+            ws.send(str(self.ctx.getHibernatableWebSocketEventTimeout()))
         elif message == "close-me":
             ws.close(4001, "bye")
 
