@@ -376,9 +376,22 @@ class DurableObjectStorage:
     async def transaction(self, closure: Callable[[DurableObjectTransaction], Any], options: dict | None = None,
                           /, **kwargs: Any) -> Any:
         """Run `closure(txn)` atomically; an exception (or `txn.rollback()`) discards its writes."""
-        if self._block_concurrency_while is not None:
-            return await self._block_concurrency_while(lambda: self._transaction(closure))
-        return await self._transaction(closure)
+        if self._block_concurrency_while is None:
+            return await self._transaction(closure)
+
+        async def outcome() -> tuple[bool, Any]:
+            # The closure's error leaves the block as a value, as workerd's TxnResult.isError does:
+            # its writes roll back and the caller gets it, but the object is not reset (an error
+            # raised out of blockConcurrencyWhile would reset it).
+            try:
+                return True, await self._transaction(closure)
+            except Exception as error:  # noqa: BLE001 - re-raised below, outside the block
+                return False, error
+
+        ok, value = await self._block_concurrency_while(outcome)
+        if not ok:
+            raise value
+        return value
 
     async def _transaction(self, closure: Callable[[DurableObjectTransaction], Any]) -> Any:
         name = self._engine.savepoint()

@@ -119,3 +119,16 @@ async def test_io_completion_of_an_earlier_event_waits_for_the_block(cfemu_runti
     assert await block == "h"
     assert await earlier == "h"  # it resumed after the block and saw what the block wrote
 
+
+
+async def test_transaction_closure_error_rolls_back_without_resetting_the_object(cfemu_runtime, mod):
+    # workerd runs transaction() in blockConcurrencyWhile but carries the closure's error out of the
+    # block as a value (TxnResult.isError): the writes roll back, the caller gets the error, and the
+    # object is NOT reset (a throwing blockConcurrencyWhile callback would reset it).
+    rt = cfemu_runtime
+    stub = rt.env.PROBE.getByName("txn-raise")
+    assert await stub.bump() == 1
+    with pytest.raises(ValueError, match="closure failed"):
+        await stub.txn_raise()
+    assert rt.storage("PROBE", "txn-raise").get("raised-txn") is None
+    assert await stub.bump() == 102  # memory kept: 1 + 100 (txn_raise) + 1
