@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,13 @@ TOO_MANY_SOCKETS = "Too many hibernatable WebSockets: the maximum is 32768 per D
 ALREADY_ACCEPTED = "Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`"
 AUTO_RESPONSE_TOO_LARGE = "{what} cannot be larger than 2048 bytes. A {lower} of size {size} was provided."
 EVENT_TIMEOUT_TOO_LARGE = "Event timeout should not exceed 604800000 ms."
+# cfemu's own text (in JS the argument is coerced to a uint32)
+EVENT_TIMEOUT_NOT_A_NUMBER = (
+    "setHibernatableWebSocketEventTimeout() takes a number of milliseconds from 0 to 604800000."
+)
+# workerd src/workerd/api/web-socket.c++, WebSocket::getHibernatableTags()
+TAGS_NOT_ACCEPTED = "you must call 'acceptWebSocket()' before attempting to access the tags of a WebSocket."
+TAGS_NOT_HIBERNATABLE = "only hibernatable websockets can have tags."
 # workerd io/io-context.h, IoContext::blockConcurrencyWhile(): the callback races a 30 s limit timer.
 BLOCK_TIMEOUT_S = 30.0
 BLOCK_TIMED_OUT = (
@@ -114,14 +122,18 @@ class DurableObjectState:
             raise JsTypeError("acceptWebSocket() takes the server end of a WebSocketPair.")
         if ws._accepted or ws._owner is not None:
             raise JsTypeError(ALREADY_ACCEPTED)
-        tags = list(dict.fromkeys(tags or []))  # duplicates count once, as in workerd
-        if len(tags) > MAX_TAGS:
-            raise JsException(TOO_MANY_TAGS)
-        for tag in tags:
+        distinct: dict[str, None] = {}
+        for tag in tags or []:
             if not isinstance(tag, str):
                 raise JsTypeError("WebSocket tags must be strings.")
-            if len(tag) > MAX_TAG_LENGTH:
+            # workerd's order: once 10 distinct tags are in, any further tag (even a repeat) is
+            # refused; the length limit counts UTF-8 bytes; duplicates count once.
+            if len(distinct) >= MAX_TAGS:
+                raise JsException(TOO_MANY_TAGS)
+            if len(tag.encode("utf-8", "surrogatepass")) > MAX_TAG_LENGTH:
                 raise JsException(TAG_TOO_LONG.format(tag=tag))
+            distinct.setdefault(tag, None)
+        tags = list(distinct)
         handle = self._handle
         if len(handle.sockets) >= MAX_SOCKETS:
             raise JsRangeError(TOO_MANY_SOCKETS)
@@ -155,8 +167,11 @@ class DurableObjectState:
         return [ws for ws in sockets if tag in ws._do_meta.get("tags", ())]
 
     def getTags(self, ws: WebSocket) -> list[str]:
-        if ws not in self._handle.sockets:
-            raise JsTypeError("getTags() was called on a WebSocket that was not accepted with acceptWebSocket().")
+        if not isinstance(ws, WebSocket):
+            raise JsTypeError("getTags() takes a WebSocket.")
+        if ws._owner is None:
+            # a closed hibernatable socket keeps its tags (webSocketClose may read them)
+            raise JsException(TAGS_NOT_HIBERNATABLE if ws._accepted else TAGS_NOT_ACCEPTED)
         return list(ws._do_meta.get("tags", ()))
 
     def setWebSocketAutoResponse(self, pair: WebSocketRequestResponsePair | None = None) -> None:
@@ -177,9 +192,15 @@ class DurableObjectState:
         return None if at is None else datetime.fromtimestamp(at / 1000, tz=timezone.utc)
 
     def setHibernatableWebSocketEventTimeout(self, timeout_ms: int | None = None) -> None:
-        if timeout_ms is not None and timeout_ms > MAX_EVENT_TIMEOUT_MS:
-            raise JsException(EVENT_TIMEOUT_TOO_LARGE)
-        self._handle.__dict__["event_timeout_ms"] = timeout_ms
+        if timeout_ms is not None:
+            if (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float))
+                    or not math.isfinite(timeout_ms) or timeout_ms < 0):
+                raise JsTypeError(EVENT_TIMEOUT_NOT_A_NUMBER)
+            if timeout_ms > MAX_EVENT_TIMEOUT_MS:
+                raise JsException(EVENT_TIMEOUT_TOO_LARGE)
+            timeout_ms = int(timeout_ms)
+        # 0 (or nothing) unsets it: getHibernatableWebSocketEventTimeout() is then null, as in workerd
+        self._handle.__dict__["event_timeout_ms"] = timeout_ms or None
 
     def getHibernatableWebSocketEventTimeout(self) -> int | None:
         return self._handle.__dict__.get("event_timeout_ms")

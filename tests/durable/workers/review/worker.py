@@ -239,12 +239,28 @@ class Probe(DurableObject):
 
     async def webSocketClose(self, ws, code, reason, was_clean):
         await self.ctx.storage.put("ws_closed", [code, reason, was_clean])
+        try:
+            tags = self.ctx.getTags(ws)
+        except Exception as error:  # noqa: BLE001 - recorded for the test
+            tags = f"{type(error).__name__}: {error}"
+        await self.ctx.storage.put("ws_closed_tags", tags)
 
     async def accept_many_tags(self, tags):
         client, server = WebSocketPair.new().object_values()
         self.ctx.acceptWebSocket(server, tags)
         return self.ctx.getTags(server)
 
+
+    def tags_error(self, how):
+        """getTags() on a socket that is not hibernatable: `how` is "accept" or "none"."""
+        client, server = WebSocketPair.new().object_values()
+        if how == "accept":
+            server.accept()
+        try:
+            self.ctx.getTags(server)
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            return [getattr(error, "name", type(error).__name__), str(error)]
+        return None
 
     def accept_after_accept(self):
         client, server = WebSocketPair.new().object_values()
