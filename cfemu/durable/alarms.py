@@ -13,8 +13,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import JsException
 from ..objects import JsObject
 from ..sqlite import open_sqlite3
+from .instance import time_limited
 
 if TYPE_CHECKING:
     from .instance import ObjectHandle
@@ -25,6 +27,10 @@ __all__ = ["AlarmIndex", "MAX_RETRIES", "retry_delay"]
 log = logging.getLogger("cfemu.durable.alarms")
 
 MAX_RETRIES = 6
+# workerd api/global-scope.c++ runAlarm(): the handler's wall time is limited to 15 minutes; past
+# it the event is aborted (the object reset) and the alarm retried, counting against MAX_RETRIES.
+HANDLER_LIMIT_S = 15 * 60.0
+HANDLER_TIMED_OUT = "Alarm exceeded its allowed execution time"
 
 
 def retry_delay(retry_count: int) -> float:
@@ -110,8 +116,10 @@ class AlarmIndex:
         instance.engine.running_alarm = stored
         info = JsObject(retryCount=retry, isRetry=retry > 0)
         takes_info = _takes_argument(handler)
+        limited = time_limited(instance, handler, HANDLER_LIMIT_S,
+                               lambda: JsException(HANDLER_TIMED_OUT, overloaded=True))
         try:
-            await instance.run(handler, *([info] if takes_info else []))
+            await instance.run(limited, *([info] if takes_info else []))
         except Exception as error:  # noqa: BLE001 - the handler's failure is retried
             self._after_failure(handle, instance, stored, retry, error)
         else:

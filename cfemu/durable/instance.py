@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .namespace import Namespace
     from .service import DurableObjectsService
 
-__all__ = ["ObjectHandle", "ObjectInstance", "CODE_UPDATED", "HIBERNATION_IDLE", "IDLE_EVICTION"]
+__all__ = ["ObjectHandle", "ObjectInstance", "CODE_UPDATED", "HIBERNATION_IDLE", "IDLE_EVICTION", "time_limited"]
 
 log = logging.getLogger("cfemu.durable")
 
@@ -465,7 +465,8 @@ class ObjectHandle:
                     log.warning("%s has no webSocketMessage handler; message dropped", type(instance.obj).__name__)
                 return
             if timeout_ms > 0:
-                func = self._limited(instance, func, timeout_ms)
+                func = time_limited(instance, func, timeout_ms / 1000,
+                                    lambda: JsException(EVENT_TIMED_OUT, retryable=True))
             try:
                 await instance.run(func, *args)
             except Exception:
@@ -476,21 +477,21 @@ class ObjectHandle:
         # on Cloudflare.
         self.service.host.spawn(deliver(), name=handler)
 
-    def _limited(self, instance: ObjectInstance, func: Callable[..., Any], timeout_ms: int) -> Callable[..., Any]:
-        """`func` raced against the event timeout, whose clock starts when the handler starts."""
-        clock = self.service.host.clock
 
-        def expire() -> None:
-            instance.reset(JsException(EVENT_TIMED_OUT, retryable=True))  # cancels the handler
+def time_limited(instance: ObjectInstance, func: Callable[..., Any], seconds: float,
+                 error: Callable[[], BaseException]) -> Callable[..., Any]:
+    """`func` raced against a limit on the runtime clock, started when the handler starts (as
+    workerd's afterLimitTimeout); past it the object is reset with `error()`, canceling the handler."""
+    clock = instance.handle.service.host.clock
 
-        async def limited(*args: Any) -> Any:
-            timer = clock.call_later(timeout_ms / 1000, expire)
-            try:
-                result = func(*args)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-            finally:
-                timer.cancel()
+    async def limited(*args: Any) -> Any:
+        timer = clock.call_later(seconds, lambda: instance.reset(error()))
+        try:
+            result = func(*args)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            timer.cancel()
 
-        return limited
+    return limited

@@ -170,6 +170,9 @@ class Probe(DurableObject):
             await vsleep(2000)
         elif mode == "rearm_now" and len(runs) == 1:
             await self.ctx.storage.setAlarm(Date.now())
+        elif mode == "slow" and len(runs) == 1:
+            await vsleep(20 * 60 * 1000)  # 20 minutes on the runtime clock
+            LOG.append(("alarm slept", len(runs)))
         elif mode == "hang" and len(runs) == 1:
             await gate("alarm-hang").wait()
 
