@@ -19,14 +19,31 @@ async def _sign_in(browser, url, user):
     page = await (await browser.new_context()).new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    await _sign_in_page(page, url, user)
+    page.errors = errors
+    return page
+
+
+async def _sign_in_page(page, url, user):
     await page.goto(url)
     await page.fill("input[name=username]", user)
     await page.fill("input[name=password]", f"{user}-demo")
     await page.click("#signin-submit")
     await page.wait_for_selector("#app:not([hidden])")
     await page.wait_for_selector(".group .buddy")
-    page.errors = errors
-    return page
+
+
+async def _wait_until(page, condition, tries=50):
+    """Polls `condition()` every 100 ms of page time (bounded: the assertions after it say what failed)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await page.wait_for_timeout(100)
+
+
+async def _assert_no_session_expired_dialog(tabs):
+    for tab in tabs:
+        assert await tab.locator("dialog#expired[open]").count() == 0, await tab.locator("#expired-reason").inner_text()
 
 
 async def _open(page, title, room):
@@ -211,10 +228,7 @@ async def test_the_page_reports_its_web_vitals_once_when_hidden(tmp_path, dev_se
                 Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
                 document.dispatchEvent(new Event("visibilitychange"));
             }""")
-        for _ in range(50):
-            if beacons:
-                break
-            await page.wait_for_timeout(100)
+        await _wait_until(page, lambda: beacons)
         await page.wait_for_timeout(300)
         assert len(beacons) == 1
         assert "cookie" not in {k.lower() for k in (await beacons[0].all_headers())}
@@ -238,23 +252,15 @@ async def test_two_tabs_sharing_a_session_refresh_without_tripping_reuse_detecti
         tab1 = await context.new_page()
         refreshes = []
         context.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
-        await tab1.goto(server.url)
-        await tab1.fill("input[name=username]", "alice")
-        await tab1.fill("input[name=password]", "alice-demo")
-        await tab1.click("#signin-submit")
-        await tab1.wait_for_selector(".group .buddy")
+        await _sign_in_page(tab1, server.url, "alice")
         tab2 = await context.new_page()
         await tab2.goto(server.url)  # signed in from localStorage
         await tab2.wait_for_selector(".group .buddy")
         for _ in range(2):  # two refresh rounds
             await context.clock.run_for(19 * 60 * 1000 + 5000)
-            for _ in range(50):
-                if len(refreshes) >= 1:
-                    break
-                await tab1.wait_for_timeout(100)
+            await _wait_until(tab1, lambda: refreshes)
             await tab1.wait_for_timeout(500)
-        for tab in (tab1, tab2):
-            assert await tab.locator("dialog#expired[open]").count() == 0, await tab.locator("#expired-reason").inner_text()
+        await _assert_no_session_expired_dialog((tab1, tab2))
         token = await tab2.evaluate("() => JSON.parse(localStorage.getItem('cfm.session')).accessToken")
         me = await tab2.evaluate("async (t) => (await fetch('/api/me', {headers: {authorization: 'Bearer ' + t}})).status",
                                  token)
@@ -288,11 +294,7 @@ async def test_a_tab_with_a_stale_local_storage_view_adopts_the_rotated_token_in
         refreshes = []
         context.on("requestfinished", lambda r: refreshes.append(r) if r.url.endswith("/api/auth/refresh") else None)
         tab1 = await context.new_page()
-        await tab1.goto(server.url)
-        await tab1.fill("input[name=username]", "alice")
-        await tab1.fill("input[name=password]", "alice-demo")
-        await tab1.click("#signin-submit")
-        await tab1.wait_for_selector(".group .buddy")
+        await _sign_in_page(tab1, server.url, "alice")
         lagging = await context.new_page()
         await lagging.add_init_script(_STALE_LOCAL_STORAGE)
         await lagging.goto(server.url)  # rotates once on start-up
@@ -301,13 +303,9 @@ async def test_a_tab_with_a_stale_local_storage_view_adopts_the_rotated_token_in
         await tab1.wait_for_selector(".group .buddy")
         assert len(refreshes) == 2
         await context.clock.run_for(19 * 60 * 1000 + 5000)  # both tabs' refresh timers fire
-        for _ in range(100):
-            if len(refreshes) >= 3:
-                break
-            await tab1.wait_for_timeout(100)
+        await _wait_until(tab1, lambda: len(refreshes) >= 3, tries=100)
         await tab1.wait_for_timeout(1000)
-        for tab in (tab1, lagging):
-            assert await tab.locator("dialog#expired[open]").count() == 0, await tab.locator("#expired-reason").inner_text()
+        await _assert_no_session_expired_dialog((tab1, lagging))
         for tab in (tab1, lagging):
             status = await tab.evaluate(
                 "async () => (await fetch('/api/me', {headers: {authorization: 'Bearer ' + "
