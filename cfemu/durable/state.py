@@ -35,6 +35,11 @@ EVENT_TIMEOUT_NOT_A_NUMBER = (
 # workerd src/workerd/api/web-socket.c++, WebSocket::getHibernatableTags()
 TAGS_NOT_ACCEPTED = "you must call 'acceptWebSocket()' before attempting to access the tags of a WebSocket."
 TAGS_NOT_HIBERNATABLE = "only hibernatable websockets can have tags."
+# jsg's text when an argument is not a function (nothing runs, nothing is reset)
+BLOCK_NOT_A_FUNCTION = (
+    "Failed to execute 'blockConcurrencyWhile' on 'DurableObjectState': parameter 1 is not of type "
+    "'Function'."
+)
 # workerd io/io-context.h, IoContext::blockConcurrencyWhile(): the callback races a 30 s limit timer.
 BLOCK_TIMEOUT_S = 30.0
 BLOCK_TIMED_OUT = (
@@ -68,6 +73,10 @@ class DurableObjectState:
         runtime clock), it is canceled and the object is reset with production's OVERLOADED error,
         which the caller and every event waiting at the input gate receive.
         """
+        if not callable(fn):
+            if inspect.iscoroutine(fn):
+                fn.close()  # passed self.load() instead of self.load: never awaited, no warning
+            raise JsTypeError(BLOCK_NOT_A_FUNCTION)
         instance = self._instance
         block = instance.block()
         timed_out: list[JsException] = []

@@ -132,3 +132,14 @@ async def test_transaction_closure_error_rolls_back_without_resetting_the_object
         await stub.txn_raise()
     assert rt.storage("PROBE", "txn-raise").get("raised-txn") is None
     assert await stub.bump() == 102  # memory kept: 1 + 100 (txn_raise) + 1
+
+
+async def test_block_given_something_not_callable_is_a_type_error_without_reset(cfemu_runtime, mod):
+    # jsg refuses the argument before anything runs: a TypeError at the call, no reset.
+    stub = cfemu_runtime.env.PROBE.getByName("bcw-notfn")
+    assert await stub.bump() == 1
+    assert await stub.bcw_not_a_function() == [
+        "TypeError",
+        "Failed to execute 'blockConcurrencyWhile' on 'DurableObjectState': parameter 1 is not of type 'Function'.",
+    ]
+    assert await stub.bump() == 12  # memory kept

@@ -126,6 +126,18 @@ class Probe(DurableObject):
 
         return await self.ctx.blockConcurrencyWhile(body)
 
+    async def bcw_not_a_function(self):
+        """The common slip: passing the coroutine (self.body()) instead of the function."""
+
+        async def body():
+            return 1
+
+        try:
+            await self.ctx.blockConcurrencyWhile(body())
+        except Exception as error:  # noqa: BLE001 - reported to the test
+            self.memory += 10
+            return [getattr(error, "name", type(error).__name__), str(error)]
+
     async def txn_for(self, ms):
         """A transaction() whose closure sleeps `ms` on the runtime clock after a write."""
 
