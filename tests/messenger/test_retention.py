@@ -21,7 +21,7 @@ async def test_messages_past_the_retention_are_purged_everywhere_and_newer_ones_
     await say(a, "recent words")
     await a.close()
     await rt.advance(2 * 86_400)
-    day_files = [o.key for o in (await rt.env.ARCHIVE.list()).objects]
+    day_files = [o.key for o in (await rt.env.ARCHIVE.list(prefix="archive/")).objects]
     assert len(day_files) == 2
     page = await _history(rt, "general")
     assert [m["text"] for m in page["messages"]] == ["ancient words", "recent words"]
@@ -32,7 +32,7 @@ async def test_messages_past_the_retention_are_purged_everywhere_and_newer_ones_
     assert page["lastSeq"] == 2                        # sequence numbers are never reused
     rows = (await rt.env.DB.prepare("SELECT body FROM messages").all()).results
     assert len(rows) == 1 and "recent" in rows[0]["body"]
-    files = [o.key for o in (await rt.env.ARCHIVE.list()).objects]
+    files = [o.key for o in (await rt.env.ARCHIVE.list(prefix="archive/")).objects]
     assert files == [day_files[1]]
     # A client resuming from before the purge gets what is left, nothing twice.
     carol = await login(rt, "carol")
@@ -45,7 +45,7 @@ async def test_messages_past_the_retention_are_purged_everywhere_and_newer_ones_
     await rt.advance(3 * 86_400)
     assert (await _history(rt, "general"))["messages"] == []
     assert (await rt.env.DB.prepare("SELECT count(*) AS n FROM messages").all()).results[0]["n"] == 0
-    assert [o.key for o in (await rt.env.ARCHIVE.list()).objects] == []
+    assert [o.key for o in (await rt.env.ARCHIVE.list(prefix="archive/")).objects] == []
 
 
 async def test_room_retention_overrides_and_bad_values_fall_back(tmp_path):
