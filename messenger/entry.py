@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import uuid
+from contextvars import ContextVar
 from urllib.parse import parse_qs, urlsplit
 
 from js import Date
@@ -19,12 +20,14 @@ from workers import Request, Response, WorkerEntrypoint
 
 import accounts
 import archive
+import audit
 import auth
 import bots
 import emoticons
 import events
 import retention
 import sessions
+from audit import AuditLog
 from bots import AIQuota
 from directory import Directory, directory
 from inbox import Inbox
@@ -39,13 +42,15 @@ from store import py
 
 close_sessions = accounts.close_sessions
 
-__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "Session", "AIQuota", "RateLimiter", "ROUTES"]
+__all__ = ["Default", "ChatRoom", "PresenceRoom", "Inbox", "Directory", "Session", "AIQuota", "RateLimiter", "AuditLog",
+           "ROUTES"]
 
 MAX_BODY_BYTES = 16 * 1024
 # A valid hash of a random password, checked when the username is unknown so that sign-in takes the
 # same time either way (no username probing by timing).
 _DUMMY_HASH = auth.DEMO_ACCOUNTS[0]["hash"]
 ROTATE_CRON = "0 */6 * * *"
+_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)  # for audit records
 ARCHIVE_CRON = "15 0 * * *"
 
 SECURITY_HEADERS = {
@@ -111,6 +116,7 @@ ROUTES = [
     ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
     ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
     ("DELETE", "/api/admin/users/{user}", "admin_delete_user", False, "Admin: delete any account (ADMIN_TOKEN bearer)", None),
+    ("GET", "/api/admin/audit", "admin_audit", False, "Admin: audit records as NDJSON (from, to: ms since epoch)", None),
     ("PUT", "/api/me/status", "set_status", True, "Change presence state, personal message or name", "status"),
     ("GET", "/api/users", "users", True, "Buddy list: bots, rooms, online, offline, unread counts", None),
     ("GET", "/api/rooms", "rooms", True, "Public rooms and the caller's DM rooms", None),
@@ -139,6 +145,10 @@ def openapi_document() -> dict:
         if handler == "history":
             params += [{"name": "before", "in": "query", "schema": {"type": "integer"}},
                        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}]
+        if handler == "admin_audit":
+            params += [{"name": n, "in": "query", "schema": {"type": "integer"}} for n in ("from", "to")]
+            op["responses"]["200"] = {"description": "NDJSON, one audit record a line",
+                                      "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
         if handler == "search":
             params += [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}]
         if params:
@@ -192,6 +202,7 @@ class Default(WorkerEntrypoint):
 
     async def fetch(self, request):
         rid = request.headers.get("cf-ray") or uuid.uuid4().hex[:16]
+        _REQUEST_ID.set(rid)
         url = urlsplit(request.url)
         path = url.path
         if request.method == "OPTIONS":
@@ -291,10 +302,14 @@ class Default(WorkerEntrypoint):
         verdict = py(await limiter.take("register_ip"))
         if not verdict["ok"]:
             events.emit(self.env, "rate_limited", blobs=("register_ip",))
+            if verdict.get("audit", True):  # the first refusal of a spell, not each one of a flood
+                await self._audit(request, "rate_limited", "denied", reason="register_ip")
             raise _throttled("too many new accounts from this address", verdict["retryAfterMs"])
         hashed = auth.hash_password(body["password"])
         user = _rpc(await directory(self.env).createUser(body["username"], hashed, body.get("displayName", "")))
-        return await self._new_session(user["id"])
+        session = await self._new_session(user["id"])
+        await self._audit(request, "sign_up", "success", account=user["id"])
+        return session
 
     async def _login(self, request, claims, query):
         body = await self._body(request, "login")
@@ -309,21 +324,28 @@ class Default(WorkerEntrypoint):
         ip_verdict = py(await per_ip.take("login_ip"))
         if not ip_verdict["ok"]:
             events.emit(self.env, "rate_limited", blobs=("login_ip",))
+            if ip_verdict.get("audit", True):  # the first refusal of a spell, not each one of a flood
+                await self._audit(request, "rate_limited", "denied", reason="login_ip")
             raise _throttled("too many failed sign-ins from this address", ip_verdict["retryAfterMs"])
         verdict = py(await account.loginBegin(ip))
         if not verdict["ok"]:
             await per_ip.refund("login_ip", ip_verdict["at"])  # refused unchecked: not a failure
             events.emit(self.env, "rate_limited", blobs=("login",))
+            if verdict.get("audit", True):  # the first refusal of a spell, not each one of a flood
+                await self._audit(request, "rate_limited", "denied", reason="login_account")
             raise _throttled("too many failed sign-ins for this account", verdict["retryAfterMs"])
         found = py(await directory(self.env).credentials(username))
         stored = found["data"]["hash"] if found.get("ok") else _DUMMY_HASH
         if not auth.verify_password(body["password"], stored) or not found.get("ok"):
             events.emit(self.env, "login_failure", blobs=("password",))
+            await self._audit(request, "sign_in", "failure", reason="bad_credentials",
+                              account=found["data"]["id"] if found.get("ok") else None)
             raise ApiError("bad_credentials", "wrong username or password")
         await account.loginEnd(ip, verdict["at"], True)
         await per_ip.refund("login_ip", ip_verdict["at"])
         session = await self._new_session(found["data"]["id"])
         events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
+        await self._audit(request, "sign_in", "success", account=found["data"]["id"])
         return session
 
     def _address_key(self, request) -> str:
@@ -341,17 +363,22 @@ class Default(WorkerEntrypoint):
         body = await self._body(request, "refresh")
         sid = auth.refresh_session_id(body["refreshToken"])
         if sid is None:
+            await self._audit(request, "token_refresh", "failure", reason="refresh_invalid")
             raise ApiError("refresh_invalid", "refresh token invalid")
         result = py(await sessions.session_stub(self.env, sid).refresh(body["refreshToken"]))
         if not result.get("ok"):
             if result.get("revoked"):
                 await close_sessions(self.env, result["revoked"], "session_revoked")
                 events.emit(self.env, "session_revoked", blobs=("refresh_reuse",))
+                await self._audit(request, "session_revoked", "success", reason="refresh_reuse",
+                                  count=len(result["revoked"]))
+            await self._audit(request, "token_refresh", "failure", reason=result["code"])
             raise ApiError(result["code"], result["message"])
         # Only the Directory can sign (the private key never leaves its storage): one call per refresh.
         out = _rpc(await directory(self.env).issueToken(json.dumps(result["data"]["session"])))
         out["refreshToken"] = result["data"]["refreshToken"]
         events.emit(self.env, "token_refresh", user=out["user"]["id"])
+        await self._audit(request, "token_refresh", "success", account=out["user"]["id"])
         return out
 
     # -- signed-in routes -----------------------------------------------------------------------
@@ -363,6 +390,8 @@ class Default(WorkerEntrypoint):
         revoked = await sessions.revoke_sessions(self.env, sids)
         closed = await close_sessions(self.env, revoked, "session_revoked")
         events.emit(self.env, "session_revoked", blobs=("everywhere" if everywhere else "logout",))
+        await self._audit(request, "sign_out", "success", account=claims["sub"], reason="everywhere" if everywhere
+                          else "this_session", count=len(revoked))
         return {"revokedSessions": len(revoked), "closedSockets": closed}
 
     async def _me(self, request, claims, query):
@@ -384,26 +413,59 @@ class Default(WorkerEntrypoint):
             raise ApiError("not_found", "no such user")
         receipt["by"] = "self"
         events.emit(self.env, "account_deleted", blobs=("self",))
+        await self._audit(request, "account_deleted", "success", account=claims["sub"], actor="self")
         return receipt
 
-    async def _admin_delete_user(self, request, claims, query, user):
-        """An operator erases any account, authenticated by the ADMIN_TOKEN secret (not a user token)."""
+    async def _admin(self, request, action: str) -> None:
+        """The ADMIN_TOKEN bearer check of every admin route; a refusal is audited too."""
         expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
         if not expected:
             raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
         header = request.headers.get("authorization") or ""
         if not header.lower().startswith("bearer "):
+            await self._audit(request, "admin_action", "denied", actor="admin", reason=action)
             raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
         if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            await self._audit(request, "admin_action", "denied", actor="admin", reason=action)
             raise ApiError("forbidden", "not the admin token")
+
+    async def _admin_delete_user(self, request, claims, query, user):
+        """An operator erases any account, authenticated by the ADMIN_TOKEN secret (not a user token)."""
+        await self._admin(request, "delete_user")
         if not re.fullmatch(r"[a-z0-9]{1,40}", user):
             raise ApiError("not_found", "no such user")
         receipt = await accounts.erase_account(self.env, user)
         if receipt is None:
+            await self._audit(request, "admin_action", "failure", actor="admin", reason="delete_user")
             raise ApiError("not_found", "no such user")
         receipt["by"] = "admin"
         events.emit(self.env, "account_deleted", blobs=("admin",))
+        await self._audit(request, "account_deleted", "success", account=user, actor="admin")
+        await self._audit(request, "admin_action", "success", account=user, actor="admin", reason="delete_user")
         return receipt
+
+    async def _admin_audit(self, request, claims, query):
+        """NDJSON of the audit records with from <= ts < to (ms since epoch; default the last 24 h)."""
+        await self._admin(request, "audit_export")
+        now = int(Date.now())
+        to_ms = _int_param(query, "to", now + 1)  # (exclusive) what happened up to this instant
+        from_ms = _int_param(query, "from", to_ms - audit.DAY_MS)
+        if from_ms >= to_ms:
+            raise ApiError("invalid_field", "from must be before to")
+        if to_ms - from_ms > 31 * audit.DAY_MS:
+            raise ApiError("invalid_field", "export at most 31 days at a time")
+        await self._audit(request, "admin_action", "success", actor="admin", reason="audit_export")
+        await self.env.AUDIT.getByName("log").flush()  # what is still buffered is exported too
+        lines, truncated = await audit.read(self.env, from_ms, to_ms)
+        headers = {**SECURITY_HEADERS, "content-type": "application/x-ndjson; charset=utf-8",
+                   "x-audit-records": str(len(lines))}
+        if truncated:
+            headers["x-audit-truncated"] = "true"
+        return self._cors(request, Response("".join(line + "\n" for line in lines), headers=headers))
+
+    async def _audit(self, request, event: str, outcome: str, **fields) -> None:
+        await audit.record(self.env, event, outcome, request_id=_REQUEST_ID.get(),
+                           client=self._address_key(request), **fields)
 
     async def _users(self, request, claims, query):
         me = claims["sub"]
@@ -514,6 +576,7 @@ class Default(WorkerEntrypoint):
             await archive.export_day(self.env, yesterday)
             # Retention for the cold copies (each room purges its own log with its alarm).
             await retention.purge_cold(self.env, controller.scheduledTime)
+            await audit.purge(self.env, controller.scheduledTime)
 
 
 def _int_param(query: dict, name: str, default: int) -> int:

@@ -18,7 +18,14 @@ import json
 from js import Date
 from workers import DurableObject
 
+import audit
 from store import jput_many
+
+
+def _own_name(ctx) -> str | None:
+    """The name this object was reached by (`ctx.id.name`, Cloudflare since March 2026), if any."""
+    name = getattr(getattr(ctx, "id", None), "name", None)
+    return name if isinstance(name, str) and name else None
 
 __all__ = ["LIMITS", "take", "refund", "empty", "login_begin", "login_end", "RateLimiter"]
 
@@ -124,7 +131,22 @@ class RateLimiter(DurableObject):
         if allowed:
             await self.ctx.storage.put("rl", json.dumps(record))
             await self._expire_later()
-        return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+            return json.dumps({"ok": True, "retryAfterMs": 0, "at": now})
+        first = self._first_denial(kind, now, retry)
+        if first and kind in ("chat", "nudge"):
+            # Chat frames come from rooms; this object is the user's own (`getByName(user id)`), so it
+            # audits the refusal itself, under the keyed hash of the id it is named by.
+            await audit.record(self.env, "rate_limited", "denied", account=_own_name(self.ctx), reason=kind)
+        return json.dumps({"ok": False, "retryAfterMs": retry, "at": now, "audit": first})
+
+    def _first_denial(self, kind: str, now: int, retry: int) -> bool:
+        """Whether this refusal is the first of its spell (the caller audits only that one, so a flood of
+        refused frames or guesses cannot flood the audit trail).  In memory: after an eviction the next
+        refusal counts as a first again, which errs toward recording."""
+        spells = self.__dict__.setdefault("_denied_until", {})
+        first = now >= spells.get(kind, 0)
+        spells[kind] = now + retry
+        return first
 
     async def _expire_later(self) -> None:
         """Drop what has aged out and point the alarm at when the rest will have: a guessed username
@@ -184,7 +206,9 @@ class RateLimiter(DurableObject):
         if allowed:
             await self.ctx.storage.put("login", json.dumps(record))
             await self._expire_later()
-        return json.dumps({"ok": allowed, "retryAfterMs": retry, "at": now})
+            return json.dumps({"ok": True, "retryAfterMs": 0, "at": now})
+        return json.dumps({"ok": False, "retryAfterMs": retry, "at": now,
+                           "audit": self._first_denial("login:" + ip, now, retry)})
 
     async def loginEnd(self, ip: str, at: int, ok: bool) -> str:
         """The password check of the attempt begun at `at` is done (`ok`: it was right)."""

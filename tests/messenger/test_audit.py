@@ -1,0 +1,253 @@
+"""Audit trail: security events as NDJSON batches in R2 under audit/ (Logpush-style), through the
+AuditLog Durable Object's durable buffer; export by the admin endpoint and by `cfemu r2`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from messenger_client import api, frames_until, login, room
+from messenger_support import test_config
+
+ADMIN = "audit-admin-token-0123456789abcdef"
+PASSWORD = "zoe-password-1"
+
+
+def _runtime(tmp_path, **extra):
+    from cfemu.testing import Runtime
+
+    return Runtime.from_config(test_config(tmp_path, {"ADMIN_TOKEN": ADMIN, **extra}), persist_to=tmp_path / "state")
+
+
+async def _files(rt) -> dict[str, list[dict]]:
+    out = {}
+    for obj in (await rt.env.ARCHIVE.list(prefix="audit/")).objects:
+        text = await (await rt.env.ARCHIVE.get(obj.key)).text()
+        out[obj.key] = [json.loads(line) for line in text.splitlines()]
+    return out
+
+
+async def _records(rt) -> list[dict]:
+    return [r for recs in (await _files(rt)).values() for r in recs]
+
+
+async def _export(rt, query: str = "", token: str = ADMIN, status: int = 200):
+    resp = await rt.fetch("/api/admin/audit" + query, headers={"authorization": f"Bearer {token}"})
+    text = await resp.text()
+    assert resp.status == status, text
+    return resp, text
+
+
+async def _security_story(rt) -> dict:
+    """Every kind of security event, once or more."""
+    zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+    await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": "wrong-password"}, expect=401)
+    zoe = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": PASSWORD})
+    old = zoe["refreshToken"]
+    zoe = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": old})
+    await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": old}, expect=401)   # reuse: revoked
+    zoe = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": PASSWORD})
+    await api(rt, "POST", "/api/auth/logout", zoe["accessToken"], body={})
+    bob = await login(rt, "bob")
+    ws, _ = await room(rt, "general", bob)
+    for i in range(16):                                                                   # 15 a minute
+        await ws.send(json.dumps({"type": "send", "cid": f"flood{i}", "kind": "text", "text": f"hello {i}"}))
+    err, _ = await frames_until(ws, "error")
+    assert err["code"] == "rate_limited"
+    await api(rt, "DELETE", "/api/admin/users/ucarol", "not-the-token", expect=403)
+    zoe = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": PASSWORD})
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await api(rt, "DELETE", "/api/admin/users/ucarol", ADMIN)
+    return zoe
+
+
+async def test_each_security_event_becomes_a_record_flushed_by_time_on_the_virtual_clock(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        zoe = await _security_story(rt)
+        assert await _files(rt) == {}                     # buffered, not yet due
+        await rt.advance(61)                              # the flush interval (60 s) on the runtime clock
+        records = await _records(rt)
+    seen = {(r["event"], r["outcome"], r.get("reason") or r.get("actor")) for r in records}
+    for expected in [("sign_up", "success", None), ("sign_in", "failure", "bad_credentials"),
+                     ("sign_in", "success", None), ("token_refresh", "success", None),
+                     ("session_revoked", "success", "refresh_reuse"), ("token_refresh", "failure", "session_revoked"),
+                     ("sign_out", "success", "this_session"), ("rate_limited", "denied", "chat"),
+                     ("admin_action", "denied", "delete_user"), ("account_deleted", "success", "self"),
+                     ("admin_action", "success", "delete_user")]:
+        assert expected in seen, expected
+    assert [r for r in records if r["event"] == "account_deleted" and r["actor"] == "admin"]
+    # Only the first refusal of a flood is recorded.
+    limited = [r for r in records if r["event"] == "rate_limited"]
+    assert len(limited) == 1 and limited[0]["account"].startswith("a:")   # bob's, through ctx.id.name
+    for r in records:
+        assert set(r) >= {"ts", "time", "event", "outcome", "requestId", "client", "account", "actor", "reason"}
+        assert isinstance(r["ts"], int) and r["time"].endswith("Z")
+    http = [r for r in records if r["event"] != "rate_limited"]
+    assert all(r["requestId"] and r["client"] for r in http)
+    assert len({r["requestId"] for r in http if r["event"] in ("sign_up", "sign_in")}) >= 3
+    # The account is a keyed hash: the same for every event of one account, never the id.
+    ref = next(r["account"] for r in records if r["event"] == "sign_up")
+    assert ref.startswith("a:") and len(ref) == 18
+    assert {r["outcome"] for r in records if r["event"] == "sign_in" and r["account"] == ref} == {"success", "failure"}
+    assert [r for r in records if r["event"] == "account_deleted" and r["actor"] == "self"][0]["account"] == ref
+    assert zoe["user"]["id"] not in json.dumps(records)
+
+
+async def test_batches_are_ndjson_objects_keyed_by_hour_and_flushed_by_size(tmp_path):
+    async with _runtime(tmp_path, AUDIT_BATCH_MAX="5") as rt:
+        for i in range(12):
+            await api(rt, "POST", "/api/auth/login", body={"username": f"nobody{i}", "password": "x-password"},
+                      expect=401)
+        files = await _files(rt)
+        assert [len(v) for v in files.values()] == [5, 5]                 # two full batches, 2 still buffered
+        for key in files:
+            assert key.startswith("audit/20") and key.endswith(".ndjson"), key
+            head = (await rt.env.ARCHIVE.head(key))
+            assert head.httpMetadata.contentType == "application/x-ndjson"
+        first = min(files)
+        ts = files[first][0]["ts"]
+        from datetime import datetime, timezone
+
+        at = datetime.fromtimestamp(ts / 1000, timezone.utc)
+        assert first == f"audit/{at:%Y/%m/%d}/{at:%H}-000000000001.ndjson"
+        await rt.advance(60)
+        assert sum(len(v) for v in (await _files(rt)).values()) == 12
+
+
+async def test_a_crash_after_the_answer_loses_no_record(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+        await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": "wrong-password"}, expect=401)
+        await rt.crash()
+        await rt.restart()
+        assert await _files(rt) == {}
+        await rt.advance(61)                      # the alarm survived the crash
+        events = sorted((r["event"], r["outcome"]) for r in await _records(rt))
+    assert events == [("sign_in", "failure"), ("sign_up", "success")]
+
+
+async def test_a_flush_repeated_after_a_crash_writes_no_duplicate(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+        await rt.env.AUDIT.getByName("log").flush()
+        before = await _files(rt)
+        # As if the object had died between writing R2 and deleting its buffer: the record is back.
+        key = next(iter(before))
+        record = json.dumps(before[key][0], separators=(",", ":"))
+        seq = int(key.rsplit("-", 1)[1][:-7])
+        await rt.env.AUDIT.getByName("log").append(record)          # (a later record, different sequence)
+        store = rt.storage("AUDIT", "log")
+        assert f"r:{seq + 1:012d}" in list(store.list())
+        await rt.advance(61)
+        files = await _files(rt)
+    assert len(files) == 2 and sum(len(v) for v in files.values()) == 2
+
+
+async def test_admin_export_returns_ndjson_in_range_and_is_itself_audited(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+        t1 = int(rt.now() * 1000)
+        await rt.advance(7200)
+        await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": PASSWORD})
+        resp, text = await _export(rt)                                        # last 24 h, buffered ones too
+        assert resp.headers.get("content-type").startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [(r["event"], r["outcome"]) for r in lines] == [("sign_up", "success"), ("sign_in", "success"),
+                                                               ("admin_action", "success")]
+        assert resp.headers.get("x-audit-records") == "3"
+        _, text = await _export(rt, f"?from={t1 - 3_600_000}&to={t1 + 1}")
+        assert [json.loads(line)["event"] for line in text.splitlines()] == ["sign_up"]
+        _, text = await _export(rt, f"?from={t1 + 1}")
+        assert [json.loads(line)["event"] for line in text.splitlines()][:1] == ["sign_in"]
+        # Refused without the token, with a user's token, and for a bad range.
+        zoe = await login(rt, "alice")
+        for token in ("wrong", zoe["accessToken"]):
+            resp, text = await _export(rt, token=token, status=403)
+            assert json.loads(text)["error"]["code"] == "forbidden"
+        _, text = await _export(rt, "?from=5&to=4", status=400)
+        assert json.loads(text)["error"] == {"code": "invalid_field", "message": "from must be before to"}
+        _, text = await _export(rt, "?from=abc", status=400)
+        assert json.loads(text)["error"]["code"] == "invalid_field"
+        await rt.advance(61)
+        denied = [r for r in await _records(rt) if r["event"] == "admin_action" and r["outcome"] == "denied"]
+        assert [r["reason"] for r in denied] == ["audit_export", "audit_export"]
+
+
+async def test_without_admin_token_the_export_is_off(rt):
+    resp = await rt.fetch("/api/admin/audit", headers={"authorization": "Bearer x"})
+    assert resp.status == 403
+    body = json.loads(await resp.text())
+    assert body["error"] == {"code": "forbidden", "message": "the admin API is disabled (no ADMIN_TOKEN secret)"}
+
+
+async def test_no_identity_password_token_or_message_text_in_audit_files(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        zoe = await _security_story(rt)
+        await rt.advance(61)
+        blob = json.dumps(await _records(rt))
+        state = b"".join(p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()
+                         and "r2" in p.parts)
+    assert blob and "audit/" not in blob
+    for secret in ("zoe", PASSWORD, "wrong-password", zoe["user"]["id"], "ucarol", "carol", "ubob", "hello 3",
+                   "bob-demo", zoe["refreshToken"][:20], zoe["accessToken"][:40], "127.0.0.1"):
+        assert secret not in blob, secret
+    # The R2 files on disk hold no more than what was read back (no plaintext extras).
+    assert b"zoe-password-1" not in state
+
+
+async def test_audit_files_follow_their_retention_setting(tmp_path):
+    async with _runtime(tmp_path, AUDIT_RETENTION_DAYS="2") as rt:
+        await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+        await rt.advance(61)
+        assert len(await _files(rt)) == 1
+        await rt.advance(86_400)
+        assert await rt.scheduled("15 0 * * *")
+        assert len(await _files(rt)) == 1                 # one day old: kept
+        await rt.advance(2 * 86_400)
+        assert await rt.scheduled("15 0 * * *")
+        assert await _files(rt) == {}                     # past 2 days: gone (archive/ files untouched)
+
+
+def test_the_cli_lists_and_prints_audit_files(tmp_path):
+    import asyncio
+
+    async def produce():
+        async with _runtime(tmp_path) as rt:
+            await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+            await rt.advance(61)
+
+    asyncio.run(produce())
+    config = test_config(tmp_path, {"ADMIN_TOKEN": ADMIN})
+    from pathlib import Path
+
+    cli = [str(Path(sys.executable).parent / "cfemu")]
+    listed = subprocess.run(cli + ["r2", "object", "list", "messenger-archive", "--prefix", "audit/", "--json",
+                                   "-c", str(config), "--persist-to", str(tmp_path / "state")],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    keys = [o["key"] for o in json.loads(listed.stdout)]
+    assert len(keys) == 1 and keys[0].startswith("audit/")
+    got = subprocess.run(cli + ["r2", "object", "get", f"messenger-archive/{keys[0]}", "--pipe",
+                                "-c", str(config), "--persist-to", str(tmp_path / "state")],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout.splitlines()[0])["event"] == "sign_up"
+
+
+def test_records_refuse_free_text_and_unknown_events(modules):
+    audit = modules["audit"]
+
+    class Env:
+        ANALYTICS_KEY = "k"
+
+    with pytest.raises(ValueError):
+        audit.build(Env(), "sign_in", "success", reason="the user's words here")
+    with pytest.raises(ValueError):
+        audit.build(Env(), "message_sent", "success")
+    with pytest.raises(ValueError):
+        audit.build(Env(), "sign_in", "maybe")
+    assert audit.account_ref(Env(), "u1") == audit.account_ref(Env(), "u1") != audit.account_ref(Env(), "u2")
+    assert audit.batch_key(0, 7) == "audit/1970/01/01/00-000000000007.ndjson"
