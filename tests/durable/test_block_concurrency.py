@@ -143,3 +143,19 @@ async def test_block_given_something_not_callable_is_a_type_error_without_reset(
         "Failed to execute 'blockConcurrencyWhile' on 'DurableObjectState': parameter 1 is not of type 'Function'.",
     ]
     assert await stub.bump() == 12  # memory kept
+
+
+async def test_event_held_by_a_block_fails_when_the_block_times_out(cfemu_runtime, mod):
+    rt = cfemu_runtime
+    stub = rt.env.PROBE.getByName("bcw-io-timeout")
+    earlier = asyncio.ensure_future(stub.via_other("bcw-io-timeout-other", "io2"))
+    await spin()
+    block = asyncio.ensure_future(stub.bcw_forever())
+    await spin()
+    mod.gate("io2").set()  # answered while the block is open: the earlier event is held
+    await spin()
+    assert ("resumed", "io2") not in mod.LOG
+    await rt.advance(31)
+    await _fails_with_timeout(block)
+    await _fails_with_timeout(earlier)
+    assert ("resumed", "io2") not in mod.LOG  # it never ran on the reset object
