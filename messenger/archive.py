@@ -1,5 +1,8 @@
 """Cold copies of the message log: D1 (searchable, by a keyed token index) and daily NDJSON in R2.
 
+Bodies stay sealed in both (bodies.py): a D1 row's `body` and an NDJSON line's `body` are the same
+AES-256-GCM envelope as in the room's log; `search` and `read_day` open them for members.
+
 Both are deduplicated by message id: D1's primary key ignores a second insert of the same message,
 and an R2 day file is rewritten whole from D1, so replays and retries never duplicate a line.
 Search never stores plaintext terms: each word is indexed as HMAC(SEARCH_KEY, word).
@@ -16,10 +19,11 @@ from js import Object
 from pyodide.ffi import to_js
 
 import bodies
+import keys
 from bots import day_of
 from naming import may_join
 
-__all__ = ["record", "search", "export_day", "rewrite_day", "rooms_of", "erase_user", "delete_statements", "changes",
+__all__ = ["record", "search", "export_day", "rewrite_day", "read_day", "reseal_d1", "reseal_r2", "rooms_of", "erase_user", "delete_statements", "changes",
            "terms", "SCHEMA"]
 
 _WORD = re.compile(r"[\w']{2,32}", re.UNICODE)
@@ -52,7 +56,8 @@ async def record(env, room: str, msg: dict) -> None:
     if db is None:
         return
     content = {k: msg[k] for k in ("text", "wink") if k in msg}
-    body = json.dumps(bodies.seal_body(content))
+    ring = await keys.keyring(env)
+    body = json.dumps(bodies.seal_body(content, ring, room, msg["seq"], msg["id"]))
     statements = [db.prepare(
         "INSERT OR IGNORE INTO messages (id, room, seq, sender, name, kind, body, ts, day) VALUES (?,?,?,?,?,?,?,?,?)"
     ).bind(msg["id"], room, msg["seq"], msg["from"], msg.get("name", ""), msg["kind"], body, msg["ts"], day_of(msg["ts"]))]
@@ -75,11 +80,37 @@ def _rows(result) -> list[dict]:
     return [dict(r.to_py() if hasattr(r, "to_py") else r) for r in rows]
 
 
-def _public_row(row: dict) -> dict:
-    out = {"id": row["id"], "room": row["room"], "seq": row["seq"], "from": row["sender"], "name": row["name"],
-           "kind": row["kind"], "ts": row["ts"]}
-    out.update(bodies.open_body(json.loads(row["body"])))
+def _meta_row(row: dict) -> dict:
+    return {"id": row["id"], "room": row["room"], "seq": row["seq"], "from": row["sender"], "name": row["name"],
+            "kind": row["kind"], "ts": row["ts"]}
+
+
+def _opened(out: dict, body, ring) -> dict:
+    """`out` with the content of `body` (or marked unreadable when it does not open)."""
+    try:
+        out.update(bodies.open_body(body, ring, out["room"], out["seq"], out["id"]))
+    except (bodies.BodyError, ValueError) as error:
+        print(f"archive: {error}")
+        out.update(unreadable=True, error=bodies.UNREADABLE)
     return out
+
+
+async def _ring_for(env, bodies_: list):
+    want = {bodies.kid_of(b) for b in bodies_} - {None}
+    return await keys.keyring(env, want) if want else None
+
+
+def _load_body(text):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _public_rows(env, rows: list[dict]) -> list[dict]:
+    loaded = [_load_body(r["body"]) for r in rows]
+    ring = await _ring_for(env, loaded)
+    return [_opened(_meta_row(r), b, ring) for r, b in zip(rows, loaded)]
 
 
 async def search(env, uid: str, query: str, limit: int = 50) -> list[dict]:
@@ -98,7 +129,7 @@ async def search(env, uid: str, query: str, limit: int = 50) -> list[dict]:
             return []
         raise
     rows = [r for r in _rows(result) if may_join(r["room"], uid)]
-    return [_public_row(r) for r in rows[:limit]]
+    return await _public_rows(env, rows[:limit])
 
 
 async def export_day(env, day: str) -> list[str]:
@@ -112,10 +143,10 @@ async def export_day(env, day: str) -> list[str]:
         if "no such table" in str(error):
             return []
         raise
-    keys = []
+    written = []
     for r in rooms:
-        keys.append(await rewrite_day(db, bucket, r["room"], day))
-    return keys
+        written.append(await rewrite_day(db, bucket, r["room"], day))
+    return written
 
 
 def _archive_key(room: str, day: str) -> str:
@@ -129,7 +160,9 @@ async def rewrite_day(db, bucket, room: str, day: str) -> str:
     if not rows:
         await bucket.delete(key)
         return key
-    lines = "".join(json.dumps(_public_row(row), separators=(",", ":")) + "\n" for row in rows)
+    # The sealed body as D1 holds it (never opened here): the file holds no plaintext.
+    lines = "".join(json.dumps({**_meta_row(row), "body": _load_body(row["body"])}, separators=(",", ":")) + "\n"
+                    for row in rows)
     await bucket.put(key, lines, httpMetadata=to_js({"contentType": "application/x-ndjson"}, dict_converter=Object.fromEntries))
     return key
 
@@ -190,3 +223,114 @@ def changes(result) -> int:
     if hasattr(meta, "to_py"):
         meta = meta.to_py()
     return int(meta["changes"] if isinstance(meta, dict) else meta.changes)
+
+
+async def read_day(env, room: str, day: str) -> list[dict] | None:
+    """The messages of one room's day file, opened (None when there is no file)."""
+    bucket = getattr(env, "ARCHIVE", None)
+    obj = await bucket.get(_archive_key(room, day)) if bucket is not None else None
+    if obj is None:
+        return None
+    lines = [json.loads(x) for x in (await obj.text()).splitlines() if x.strip()]
+    ring = await _ring_for(env, [x.get("body") for x in lines])
+    out = []
+    for line in lines:
+        body = line.pop("body", None)
+        out.append(_opened(line, body, ring) if body is not None else line)  # a legacy plaintext line as it is
+    return out
+
+
+_RESEAL_PAGE = 200
+
+
+async def reseal_d1(env, everything: bool = False) -> dict:
+    """Re-encryption of D1 bodies with the current data key: the legacy plain ones, or (`everything`)
+    every one sealed with another key.  Each update is conditional on the body being unchanged, so a
+    row deleted or rewritten meanwhile is left alone.  {"resealed", "unreadable"}."""
+    db = getattr(env, "DB", None)
+    if db is None:
+        return {"resealed": 0, "unreadable": 0}
+    ring = await keys.keyring(env, fresh=True)
+    cursor, done, bad = "", 0, 0
+    sql = ("SELECT id, room, seq, body FROM messages WHERE id > ? AND (json_extract(body, '$.scheme') IS NOT 'aesgcm'"
+           " OR (? AND json_extract(body, '$.kid') IS NOT ?)) ORDER BY id LIMIT ?")
+    while True:
+        try:
+            rows = _rows(await db.prepare(sql).bind(cursor, 1 if everything else 0, ring.current, _RESEAL_PAGE).all())
+        except Exception as error:
+            if "no such table" in str(error):
+                break
+            raise
+        if not rows:
+            break
+        cursor = rows[-1]["id"]
+        loaded = [_load_body(r["body"]) for r in rows]
+        want = {bodies.kid_of(b) for b in loaded} - {None}
+        if want - set(ring.keys):
+            ring = await keys.keyring(env, want)
+        statements = []
+        for row, body in zip(rows, loaded):
+            try:
+                content = bodies.open_body(body, ring, row["room"], row["seq"], row["id"])
+            except (bodies.BodyError, ValueError) as error:
+                print(f"archive: not re-encrypted: {error}")
+                bad += 1
+                continue
+            sealed = json.dumps(bodies.seal_body(content, ring, row["room"], row["seq"], row["id"]))
+            statements.append(db.prepare("UPDATE messages SET body = ? WHERE id = ? AND body = ?")
+                              .bind(sealed, row["id"], row["body"]))
+        if statements:
+            done += sum(changes(r) for r in await db.batch(statements))
+        if len(rows) < _RESEAL_PAGE:
+            break
+    return {"resealed": done, "unreadable": bad}
+
+
+async def reseal_r2(env, everything: bool = False) -> dict:
+    """Re-encryption of the R2 day files in place: legacy plaintext lines (from before encryption)
+    are sealed, and (`everything`) lines under another data key are sealed again with the current
+    one.  A file is rewritten only when one of its lines changed.  {"files", "lines", "unreadable"}."""
+    bucket = getattr(env, "ARCHIVE", None)
+    if bucket is None:
+        return {"files": 0, "lines": 0, "unreadable": 0}
+    ring = await keys.keyring(env, fresh=True)
+    files = count = bad = 0
+    cursor = None
+    while True:
+        page = await bucket.list(prefix="archive/", cursor=cursor) if cursor else await bucket.list(prefix="archive/")
+        for obj in page.objects:
+            if not obj.key.endswith(".ndjson"):
+                continue
+            got = await bucket.get(obj.key)
+            if got is None:
+                continue
+            lines = [json.loads(x) for x in (await got.text()).splitlines() if x.strip()]
+            want = {bodies.kid_of(x.get("body")) for x in lines} - {None}
+            if want - set(ring.keys):
+                ring = await keys.keyring(env, want)
+            changed = 0
+            for i, line in enumerate(lines):
+                meta = {k: v for k, v in line.items() if k not in ("text", "wink", "body")}
+                if "body" not in line:
+                    content = {k: line[k] for k in ("text", "wink") if k in line}
+                elif bodies.needs_reseal(line["body"], ring.current, everything):
+                    try:
+                        content = bodies.open_body(line["body"], ring, line["room"], line["seq"], line["id"])
+                    except (bodies.BodyError, ValueError) as error:
+                        print(f"archive: not re-encrypted: {error}")
+                        bad += 1
+                        continue
+                else:
+                    continue
+                lines[i] = {**meta, "body": bodies.seal_body(content, ring, line["room"], line["seq"], line["id"])}
+                changed += 1
+            if changed:
+                text = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)
+                await bucket.put(obj.key, text, httpMetadata=to_js({"contentType": "application/x-ndjson"},
+                                                                   dict_converter=Object.fromEntries))
+                files += 1
+                count += changed
+        if not page.truncated:
+            break
+        cursor = page.cursor
+    return {"files": files, "lines": count, "unreadable": bad}

@@ -1,21 +1,80 @@
-"""The one place message bodies are written and read, so an encryption layer can wrap all of them.
+"""The one place message bodies are written and read: AES-256-GCM envelopes.
 
-Today a sealed body is the content itself, tagged with the scheme ("plain"); a later AES-256-GCM
-envelope (`{"scheme": "aesgcm", "kid": ..., "ct": ...}`) replaces `seal_body`/`open_body` only.
+A sealed body is `{"scheme": "aesgcm", "kid": <data key id>, "n": <nonce, base64>, "ct": <ciphertext
+and tag, base64>}`.  The plaintext is the JSON of the content fields (text, wink name); the associated
+data binds it to its room, sequence number and message id, so a ciphertext copied onto another message
+(or another room) does not open.  `{"scheme": "plain", "v": {...}}` bodies written before encryption
+still open; `needs_reseal` tells the re-encryption which bodies to rewrite.
 """
 
 from __future__ import annotations
 
-__all__ = ["seal_body", "open_body"]
+import base64
+import json
+import os
+
+from keys import KeyError_, Keyring
+
+__all__ = ["seal_body", "open_body", "kid_of", "needs_reseal", "BodyError", "UNREADABLE"]
+
+SCHEME = "aesgcm"
+UNREADABLE = "this message cannot be decrypted"
 
 
-def seal_body(content: dict) -> dict:
-    """What gets stored for a message's content (text, wink name)."""
+class BodyError(ValueError):
+    """A stored body that does not open (tampered, moved to another message, key missing, unknown scheme)."""
+
+
+def _aad(room: str, seq: int, mid: str) -> bytes:
+    return json.dumps(["cf-messenger body v1", str(room), int(seq), str(mid)], separators=(",", ":")).encode()
+
+
+def seal_body(content: dict, ring: Keyring, room: str, seq: int, mid: str) -> dict:
+    """What gets stored for a message's content (text, wink name): sealed with the current data key."""
     fields = {k: v for k, v in content.items() if k in ("text", "wink")}
-    return {"scheme": "plain", "v": fields}
+    kid = ring.current
+    if kid is None:
+        raise KeyError_("no current data key")
+    nonce = os.urandom(12)
+    plain = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ct = ring.aead(kid).encrypt(nonce, plain, _aad(room, seq, mid))
+    return {"scheme": SCHEME, "kid": kid, "n": base64.b64encode(nonce).decode(), "ct": base64.b64encode(ct).decode()}
 
 
-def open_body(body: dict) -> dict:
-    if body.get("scheme") != "plain":
-        raise ValueError(f"unknown body scheme {body.get('scheme')!r}")
-    return dict(body.get("v", {}))
+def open_body(body: dict, ring: Keyring | None, room: str, seq: int, mid: str) -> dict:
+    """The content fields of a stored body; BodyError when it does not open."""
+    if not isinstance(body, dict):
+        raise BodyError("message body is not an object")
+    scheme = body.get("scheme")
+    if scheme == "plain":
+        return dict(body.get("v", {}))
+    if scheme != SCHEME:
+        raise BodyError(f"unknown body scheme {scheme!r}")
+    kid = body.get("kid")
+    try:
+        aead = ring.aead(kid) if ring is not None else None
+        if aead is None:
+            raise KeyError_("no keyring")
+        nonce, ct = base64.b64decode(body["n"], validate=True), base64.b64decode(body["ct"], validate=True)
+        plain = aead.decrypt(nonce, ct, _aad(room, seq, mid))
+    except KeyError_ as error:
+        raise BodyError(f"message {room}#{seq} cannot be decrypted: {error}") from None
+    except Exception:
+        raise BodyError(f"message {room}#{seq} cannot be decrypted with key {kid!r}: the ciphertext was "
+                        "altered or belongs to another message") from None
+    fields = json.loads(plain.decode("utf-8", "surrogatepass"))
+    return fields if isinstance(fields, dict) else {}
+
+
+def kid_of(body) -> str | None:
+    return body.get("kid") if isinstance(body, dict) else None
+
+
+def needs_reseal(body, current: str | None, everything: bool) -> bool:
+    """Whether the re-encryption rewrites `body`: a legacy plain one always, one under an older data
+    key when `everything`."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("scheme") == "plain":
+        return True
+    return everything and body.get("scheme") == SCHEME and body.get("kid") != current

@@ -18,6 +18,7 @@ import archive
 import bodies
 import bots
 import events
+import keys
 import receipts
 import retention
 from naming import dm_participants, is_public, may_join, valid_room
@@ -37,11 +38,17 @@ def _mkey(seq: int) -> str:
     return f"m:{seq:012d}"
 
 
-def _public(msg: dict) -> dict:
-    """A stored message as clients see it (the body opened)."""
+def _public(msg: dict, ring, room: str) -> dict:
+    """A stored message as clients see it (the body opened).  A body that does not open (altered,
+    moved, its key gone) costs that message only: it is shown as `unreadable`, without content."""
     out = {k: v for k, v in msg.items() if k != "body"}
     if "body" in msg:
-        out.update(bodies.open_body(msg["body"]))
+        try:
+            out.update(bodies.open_body(msg["body"], ring, room, msg["seq"], msg["id"]))
+        except bodies.BodyError as error:
+            print(f"chat {room}: {error}")
+            out["unreadable"] = True
+            out["error"] = bodies.UNREADABLE
     return out
 
 
@@ -224,7 +231,8 @@ class ChatRoom(SocketHost):
             content["wink"] = frame["wink"]
         msg = await self._append(uid, att.get("name", ""), cid, content, now)
         send(ws, {"type": "ack", "cid": cid, "seq": msg["seq"], "id": msg["id"], "ts": msg["ts"]})
-        public = _public(msg)
+        public = await self._open([msg])
+        public = public[0]
         self._broadcast({"type": "msg", "message": public}, skip=ws)
         await self._clear_typing(uid)
         events.emit(self.env, "message_sent", blobs=(frame["kind"], "dm" if not is_public(self.room) else "room"),
@@ -245,9 +253,11 @@ class ChatRoom(SocketHost):
         """Assign the next sequence and commit the message atomically; returns the stored record."""
         # Reserve the number before awaiting: nothing else can take it even if another event runs
         # meanwhile; a failed write resets the object, which reloads the counter from storage.
+        ring = await keys.keyring(self.env)  # before the number is taken: a failure here leaves no gap
         seq = self.seq = self.seq + 1
-        msg = {"seq": seq, "id": uuid.uuid4().hex, "cid": cid, "from": uid, "name": name, "kind": content["kind"],
-               "ts": now, "body": bodies.seal_body(content)}
+        mid = uuid.uuid4().hex
+        msg = {"seq": seq, "id": mid, "cid": cid, "from": uid, "name": name, "kind": content["kind"],
+               "ts": now, "body": bodies.seal_body(content, ring, self.room, seq, mid)}
         batch = {"meta": {"seq": seq}, _mkey(seq): msg, f"cid:{uid}:{cid}": seq}
         batch.update(extra or {})
         await jput_many(self.ctx.storage, batch)
@@ -296,7 +306,7 @@ class ChatRoom(SocketHost):
     async def _persona_reply(self, persona: dict, trigger: dict) -> None:
         self._broadcast({"type": "typing", "user": persona["id"], "name": persona["name"], "on": True,
                          "until": Date.now() + TYPING_MS})
-        history = [_public(m) for _, m in await jlist(self.ctx.storage, prefix="m:", reverse=True, limit=8)][::-1]
+        history = (await self._open([m for _, m in await jlist(self.ctx.storage, prefix="m:", reverse=True, limit=8)]))[::-1]
         text, outcome = await bots.generate(self.env, persona, trigger["from"], history, trigger.get("text", ""))
         self._broadcast({"type": "typing", "user": persona["id"], "name": persona["name"], "on": False})
         if text is None:
@@ -308,7 +318,7 @@ class ChatRoom(SocketHost):
         if await jget(self.ctx.storage, f"cid:{persona['id']}:{cid}") is not None:
             return  # already answered (a retried waitUntil)
         msg = await self._append(persona["id"], persona["name"], cid, {"kind": "text", "text": text}, Date.now())
-        public = _public(msg)
+        public = (await self._open([msg]))[0]
         self._broadcast({"type": "msg", "message": public})
         try:
             await archive.record(self.env, self.room, public)
@@ -420,11 +430,21 @@ class ChatRoom(SocketHost):
 
     # -- history ----------------------------------------------------------------------------------
 
+    async def _open(self, msgs: list[dict]) -> list[dict]:
+        """Stored messages as clients see them (the keyring re-read if one names a key it lacks)."""
+        want = {bodies.kid_of(m.get("body")) for m in msgs} - {None}
+        try:
+            ring = await keys.keyring(self.env, want) if want else None
+        except Exception as error:  # no ring: every sealed body shows as unreadable, the room goes on
+            print(f"chat {self.room}: keyring unavailable: {error!r}")
+            ring = None
+        return [_public(m, ring, self.room) for m in msgs]
+
     async def _page(self, before: int | None, limit: int) -> dict:
         end = _mkey(before) if before else _mkey(self.seq + 1)
         rows = await jlist(self.ctx.storage, prefix="m:", end=end, reverse=True, limit=limit + 1)
         more = len(rows) > limit
-        msgs = [_public(m) for _, m in rows[:limit]][::-1]
+        msgs = (await self._open([m for _, m in rows[:limit]]))[::-1]
         return {"messages": msgs, "hasMore": more, "lastSeq": self.seq}
 
     async def _history_frame(self, ws, frame: dict) -> None:
@@ -435,7 +455,7 @@ class ChatRoom(SocketHost):
         """Exactly the messages after `since` (capped; `more` tells the client to sync again)."""
         rows = await jlist(self.ctx.storage, start=_mkey(since + 1), end=_mkey(self.seq + 1), limit=REPLAY_LIMIT + 1)
         more = len(rows) > REPLAY_LIMIT
-        send(ws, {"type": "sync", "since": since, "messages": [_public(m) for _, m in rows[:REPLAY_LIMIT]],
+        send(ws, {"type": "sync", "since": since, "messages": await self._open([m for _, m in rows[:REPLAY_LIMIT]]),
                   "more": more, "lastSeq": self.seq})
 
     async def history(self, room: str, uid: str, before: int = 0, limit: int = PAGE_DEFAULT) -> str:
@@ -483,6 +503,46 @@ class ChatRoom(SocketHost):
         if seqs:
             self._broadcast({"type": "redact", "room": self.room, "seqs": seqs})
         return json.dumps({"redacted": len(seqs), "wiped": False})
+
+    async def reseal(self, room: str, everything: bool = False) -> str:
+        """RPC for re-encryption: rewrite with the current data key every stored body that is legacy
+        plain text, or (`everything`) sealed with an older key.  Bodies that do not open are left as
+        they are and counted.  {"resealed": n, "unreadable": n}."""
+        storage = self.ctx.storage
+        if not await jlist(storage, limit=1):
+            return json.dumps({"resealed": 0, "unreadable": 0})  # never used: nothing to create
+        await self._load(room)
+        ring = await keys.keyring(self.env, fresh=True)  # a rotation made elsewhere seals from now on
+        done = bad = 0
+        start = "m:"
+        while True:
+            rows = await jlist(storage, prefix="m:", start=start, limit=128)
+            if not rows:
+                break
+            start, full = rows[-1][0] + "\x00", len(rows) == 128
+            want = {bodies.kid_of(m.get("body")) for _, m in rows} - {None}
+            if want - set(ring.keys):
+                ring = await keys.keyring(self.env, want)
+            # Read and written with no other await between (the input gate keeps other events out):
+            # a message redacted meanwhile is never written back.
+            rows = await jlist(storage, prefix="m:", start=rows[0][0], end=start, limit=128)
+            changed = {}
+            for key, msg in rows:
+                if not bodies.needs_reseal(msg.get("body"), ring.current, everything):
+                    continue
+                try:
+                    content = bodies.open_body(msg["body"], ring, self.room, msg["seq"], msg["id"])
+                except bodies.BodyError as error:
+                    print(f"chat {self.room}: not re-encrypted: {error}")
+                    bad += 1
+                    continue
+                changed[key] = {**msg, "body": bodies.seal_body(content, ring, self.room, msg["seq"], msg["id"])}
+            if changed:
+                await jput_many(storage, changed)
+                done += len(changed)
+            if not full:
+                break
+        return json.dumps({"resealed": done, "unreadable": bad})
 
     async def summary(self, room: str) -> str:
         await self._load(room)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from encryption_support import opened_lines
 from messenger_client import api, drain, frames_until, login, room, say
 
 SECRET = "quartzvox"
@@ -35,8 +36,10 @@ async def _zoe_talks(rt):
     assert (await api(rt, "GET", "/api/inbox", bob["accessToken"]))["pointers"]
     await rt.advance(86_400)
     assert await rt.scheduled("15 0 * * *")                   # yesterday's NDJSON archives
-    texts = [await (await rt.env.ARCHIVE.get(o.key)).text() for o in (await rt.env.ARCHIVE.list()).objects]
-    assert any(SECRET in t for t in texts)
+    texts = [await (await rt.env.ARCHIVE.get(o.key)).text() for o in (await rt.env.ARCHIVE.list(prefix="archive/")).objects]
+    assert not any(SECRET in t for t in texts)                 # sealed at rest
+    opened = [m for t in texts for m in await opened_lines(rt, t)]
+    assert any(SECRET in m.get("text", "") for m in opened)
     # A day later: tokens renewed, and more of her words today (in the log and D1, not yet in R2).
     zoe = await api(rt, "POST", "/api/auth/refresh", body={"refreshToken": zoe["refreshToken"]})
     bob = await login(rt, "bob")

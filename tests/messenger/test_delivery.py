@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from encryption_support import opened_lines
 from messenger_client import api, drain, frames_until, login, presence_socket, room, say
 
 
@@ -162,7 +163,9 @@ async def test_archive_to_d1_search_and_daily_ndjson_in_r2(rt):
     await rt.advance(86_400)
     obj = await rt.env.ARCHIVE.get("archive/general/" + _day(rt.now() - 86_400) + ".ndjson")
     assert obj is not None
-    lines = [json.loads(x) for x in (await obj.text()).splitlines()]
+    text = await obj.text()
+    assert "izza" not in text                      # sealed: the day file holds no plaintext
+    lines = await opened_lines(rt, text)
     assert [m["text"] for m in lines] == ["Pineapple pizza is great", "pizza again"]
     assert len({m["id"] for m in lines}) == len(lines)
     assert await rt.scheduled("15 0 * * *")  # a second export rewrites, never duplicates

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from encryption_support import opened_rows
 from messenger_client import api, frames_until, login, room, say
 
 
@@ -30,8 +31,8 @@ async def test_messages_past_the_retention_are_purged_everywhere_and_newer_ones_
     page = await _history(rt, "general")
     assert [m["text"] for m in page["messages"]] == ["recent words"]
     assert page["lastSeq"] == 2                        # sequence numbers are never reused
-    rows = (await rt.env.DB.prepare("SELECT body FROM messages").all()).results
-    assert len(rows) == 1 and "recent" in rows[0]["body"]
+    rows = (await rt.env.DB.prepare("SELECT * FROM messages").all()).results
+    assert len(rows) == 1 and (await opened_rows(rt, rows))[0]["text"] == "recent words"
     files = [o.key for o in (await rt.env.ARCHIVE.list(prefix="archive/")).objects]
     assert files == [day_files[1]]
     # A client resuming from before the purge gets what is left, nothing twice.

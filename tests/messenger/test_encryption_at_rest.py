@@ -1,0 +1,346 @@
+"""Encryption at rest: message bodies are AES-256-GCM envelopes in every store (room logs, D1, R2),
+members still read them, tampered or moved ciphertexts are refused per message, keys rotate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from encryption_support import data_keys, opened_lines, opened_rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from messenger_client import api, frames_until, login, room, say
+from messenger_support import test_config
+
+SECRET = "zanzibarquux"
+ADMIN = "admin-token-for-encryption-tests-0123"
+
+
+def _runtime(tmp_path: Path, state: str = "s", **extra):
+    from cfemu.testing import Runtime
+
+    return Runtime.from_config(test_config(tmp_path, {"ADMIN_TOKEN": ADMIN, **extra}), persist_to=tmp_path / state)
+
+
+def _grep(state: Path, needle: str) -> list[str]:
+    return [str(p) for p in state.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+def _mk() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+async def _history(rt, name: str, who: str = "bob") -> list[dict]:
+    return (await api(rt, "GET", f"/api/rooms/{name}/history", (await login(rt, who))["accessToken"]))["messages"]
+
+
+# -- the state directory holds no plaintext message ------------------------------------------------
+
+async def test_a_conversation_leaves_no_plaintext_in_the_state_directory_and_members_read_it(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice, bob = await login(rt, "alice"), await login(rt, "bob")
+        a, _ = await room(rt, "general", alice)
+        b, _ = await room(rt, "general", bob)
+        await say(a, f"{SECRET} in general")
+        live, _ = await frames_until(b, "msg")
+        assert live["message"]["text"] == f"{SECRET} in general"
+        d, _ = await room(rt, "dm_ualice__ubob", alice)
+        await say(d, f"{SECRET} for bob, offline in the dm")     # the queue carries a pointer, not the text
+        p, _ = await room(rt, "dm_bsage__ualice", alice)
+        await say(p, f"{SECRET} for sage")
+        await frames_until(p, "msg")
+        await rt.advance(2)
+        await rt.advance(86_400)                                  # the daily cron writes the R2 day files
+        # Members read plaintext everywhere they are served it.
+        assert [m["text"] for m in await _history(rt, "general")] == [f"{SECRET} in general"]
+        bob = await login(rt, "bob")
+        b2, _ = await room(rt, "dm_ualice__ubob", bob, since=0)
+        sync, _ = await frames_until(b2, "sync")
+        assert [m["text"] for m in sync["messages"]] == [f"{SECRET} for bob, offline in the dm"]
+        hits = await api(rt, "GET", f"/api/search?q={SECRET}", bob["accessToken"])
+        assert sorted(h["text"] for h in hits["results"]) == [f"{SECRET} for bob, offline in the dm",
+                                                              f"{SECRET} in general"]
+        listed = await rt.env.ARCHIVE.list(prefix="archive/")
+        texts = [await (await rt.env.ARCHIVE.get(o.key)).text() for o in listed.objects]
+        assert len(texts) == 3
+        opened = [m.get("text", "") for t in texts for m in await opened_lines(rt, t)]
+        assert sum(SECRET in t for t in opened) >= 3           # (the persona may quote it back)
+        rows = (await rt.env.DB.prepare("SELECT * FROM messages").all()).results
+        assert all(json.loads(r["body"])["scheme"] == "aesgcm" for r in rows)
+    assert _grep(tmp_path / "s", SECRET) == []
+    assert _grep(tmp_path / "s", "for bob, offline") == []
+
+
+# -- tampered and moved ciphertexts -----------------------------------------------------------------
+
+def _edit_message(path: Path, key: str, change) -> None:
+    """Rewrite one stored message of a closed object's SQLite file (as an attacker with the disk would)."""
+    from cfemu.values import deserialize, serialize
+
+    db = sqlite3.connect(path)
+    (raw,) = db.execute("SELECT value FROM _cf_KV WHERE key = ?", (key,)).fetchone()
+    msg = json.loads(deserialize(raw))
+    change(msg)
+    db.execute("UPDATE _cf_KV SET value = ? WHERE key = ?", (serialize(json.dumps(msg)), key))
+    db.commit()
+    db.close()
+
+
+async def test_a_tampered_or_moved_ciphertext_shows_as_unreadable_and_the_room_carries_on(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        for text in ("first words", "second word", "third words"):
+            await say(a, text)
+        await rt.settle()
+        path = rt.storage("CHAT", "general").path
+    stored = {}
+
+    def flip(msg):
+        ct = bytearray(base64.b64decode(msg["body"]["ct"]))
+        ct[0] ^= 1
+        msg["body"]["ct"] = base64.b64encode(bytes(ct)).decode()
+
+    def take(msg):
+        stored["body"] = msg["body"]
+
+    def put(msg):
+        msg["body"] = stored["body"]
+
+    _edit_message(path, "m:000000000001", flip)
+    _edit_message(path, "m:000000000003", take)
+    _edit_message(path, "m:000000000002", put)                 # seq 3's ciphertext copied onto seq 2
+    async with _runtime(tmp_path) as rt:
+        page = await _history(rt, "general")
+        assert [m.get("text") for m in page] == [None, None, "third words"]
+        for m in page[:2]:
+            assert m["unreadable"] is True and m["error"] == "this message cannot be decrypted"
+            assert m["kind"] == "text" and m["from"] == "ualice"
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice, since=0)
+        sync, _ = await frames_until(a, "sync")
+        assert [m.get("unreadable", False) for m in sync["messages"]] == [True, True, False]
+        await say(a, "still talking")                          # the room is fine
+        assert (await _history(rt, "general"))[-1]["text"] == "still talking"
+
+
+async def test_a_ciphertext_from_another_room_does_not_open(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        for name in ("general", "music"):
+            ws, _ = await room(rt, name, alice)
+            await say(ws, f"only in {name}")
+        await rt.settle()
+        general, music = rt.storage("CHAT", "general").path, rt.storage("CHAT", "music").path
+    stored = {}
+    _edit_message(music, "m:000000000001", lambda m: stored.update(body=m["body"]))
+    _edit_message(general, "m:000000000001", lambda m: m.update(body=stored["body"]))
+    async with _runtime(tmp_path) as rt:
+        assert (await _history(rt, "general"))[0]["unreadable"] is True
+        assert (await _history(rt, "music"))[0]["text"] == "only in music"
+
+
+# -- rotation ---------------------------------------------------------------------------------------
+
+async def _kids(rt, name: str) -> list[str]:
+    store = rt.storage("CHAT", name)
+    return [json.loads(v)["body"]["kid"] for k, v in sorted(store.list().items()) if k.startswith("m:")]
+
+
+async def test_the_admin_rotates_the_data_key_old_messages_stay_readable_then_get_reencrypted(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "under the first key")
+        denied = await api(rt, "POST", "/api/admin/keys/rotate", alice["accessToken"], expect=403)
+        assert denied["error"] == {"code": "forbidden", "message": "not the admin token"}
+        got = await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=0", ADMIN)
+        first = (await _kids(rt, "general"))[0]
+        assert got["current"] != first
+        await say(a, "under the second key")
+        await rt.settle()
+        kids = await _kids(rt, "general")
+        assert kids == [first, got["current"]]
+        assert [m["text"] for m in await _history(rt, "general")] == ["under the first key", "under the second key"]
+        assert len(await data_keys(rt)) == 2                    # the old key is kept to read old messages
+
+        again = await api(rt, "POST", "/api/admin/keys/rotate", ADMIN)
+        assert again["reencrypted"]["chat"]["resealed"] == 2
+        assert again["reencrypted"]["d1"]["resealed"] == 2
+        assert await _kids(rt, "general") == [again["current"]] * 2
+        rows = (await rt.env.DB.prepare("SELECT * FROM messages ORDER BY seq").all()).results
+        assert {json.loads(r["body"])["kid"] for r in rows} == {again["current"]}
+        assert [r["text"] for r in await opened_rows(rt, rows)] == ["under the first key", "under the second key"]
+        assert [m["text"] for m in await _history(rt, "general")] == ["under the first key", "under the second key"]
+        hits = await api(rt, "GET", "/api/search?q=first", alice["accessToken"])
+        assert [h["text"] for h in hits["results"]] == ["under the first key"]
+
+
+async def test_the_daily_cron_starts_a_new_data_key_every_message_key_days(tmp_path):
+    async with _runtime(tmp_path, MESSAGE_KEY_DAYS="2") as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "day zero")
+        await rt.advance(86_400)
+        assert len(await data_keys(rt)) == 1
+        await rt.advance(2 * 86_400)
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await rt.advance(61)                                      # rooms re-read the ring within a minute
+        await say(a, "day three")
+        assert len(await data_keys(rt)) == 2
+        kids = await _kids(rt, "general")
+        assert kids[0] != kids[1]
+        assert [m["text"] for m in await _history(rt, "general")] == ["day zero", "day three"]
+
+
+async def test_master_key_rotation_rewraps_data_keys_with_the_previous_key_given_meanwhile(tmp_path):
+    old, new = _mk(), _mk()
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY=old) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "wrapped by the old master")
+        await rt.settle()
+    # The new master alone cannot unwrap: the message is unreadable, nothing crashes.
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY=new) as rt:
+        page = await _history(rt, "general")
+        assert page[0]["unreadable"] is True
+    # During the transition both are given; the rotation re-wraps every data key under the new one.
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY=new, MESSAGE_MASTER_KEY_PREVIOUS=old) as rt:
+        assert (await _history(rt, "general"))[0]["text"] == "wrapped by the old master"
+        got = await api(rt, "POST", "/api/admin/keys/rotate", ADMIN)
+        assert got["rewrapped"] == 1 and got["unusableKeys"] == []
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY=new) as rt:
+        assert [m["text"] for m in await _history(rt, "general")] == ["wrapped by the old master"]
+        rows = (await rt.env.DB.prepare("SELECT kid, mkid FROM message_keys").all()).results
+        assert len({r["mkid"] for r in rows}) <= 2
+    assert _grep(tmp_path / "s", "wrapped by the old master") == []
+
+
+async def test_a_bad_master_key_secret_is_reported_clearly(tmp_path):
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY="not base64 at all!") as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await a.send(json.dumps({"type": "send", "cid": "c1", "kind": "text", "text": "hello"}))
+        err, _ = await frames_until(a, "error")
+        assert err["code"] == "internal"
+
+
+# -- legacy plain bodies ----------------------------------------------------------------------------
+
+async def test_legacy_plain_bodies_stay_readable_and_the_migration_reencrypts_them(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "legacyvoice one")
+        await say(a, "legacyvoice two")
+        await rt.settle()
+        path = rt.storage("CHAT", "general").path
+        # As a state directory from before encryption holds them: plain bodies in D1 and R2 too.
+        rows = (await rt.env.DB.prepare("SELECT * FROM messages ORDER BY seq").all()).results
+        plain = await opened_rows(rt, rows)
+        for r in plain:
+            await rt.env.DB.prepare("UPDATE messages SET body = ? WHERE id = ?").bind(
+                json.dumps({"scheme": "plain", "v": {"text": r["text"]}}), r["id"]).run()
+        lines = "".join(json.dumps({"id": r["id"], "room": r["room"], "seq": r["seq"], "from": r["sender"],
+                                    "name": r["name"], "kind": r["kind"], "ts": r["ts"], "text": r["text"]}) + "\n"
+                        for r in plain)
+        day = plain[0]["day"]
+        await rt.env.ARCHIVE.put(f"archive/general/{day}.ndjson", lines)
+    for key, text in (("m:000000000001", "legacyvoice one"), ("m:000000000002", "legacyvoice two")):
+        _edit_message(path, key, lambda m, text=text: m.update(body={"scheme": "plain", "v": {"text": text}}))
+    async with _runtime(tmp_path) as rt:
+        assert [m["text"] for m in await _history(rt, "general")] == ["legacyvoice one", "legacyvoice two"]
+        bob = await login(rt, "bob")
+        hits = await api(rt, "GET", "/api/search?q=legacyvoice", bob["accessToken"])
+        assert len(hits["results"]) == 2
+        await rt.advance(86_400)                                  # the daily cron migrates them
+        assert {k for k in await _kids(rt, "general")} != {None}
+        rows = (await rt.env.DB.prepare("SELECT * FROM messages ORDER BY seq").all()).results
+        assert all(json.loads(r["body"])["scheme"] == "aesgcm" for r in rows)
+        text = await (await rt.env.ARCHIVE.get(f"archive/general/{day}.ndjson")).text()
+        assert "legacyvoice" not in text
+        assert [m["text"] for m in await opened_lines(rt, text)] == ["legacyvoice one", "legacyvoice two"]
+        assert [m["text"] for m in await _history(rt, "general")] == ["legacyvoice one", "legacyvoice two"]
+    # SQLite may keep freed pages of the old rows until they are reused; secure_delete zeroes them.
+    assert _grep(tmp_path / "s", "legacyvoice") == []
+
+
+# -- the envelope, unit level -----------------------------------------------------------------------
+
+def _ring(modules, kid="dk-test"):
+    ring = modules["keys"].Keyring()
+    ring.add(kid, os.urandom(32))
+    ring.current = kid
+    return ring
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300), room=st.text(min_size=1, max_size=40), seq=st.integers(1, 2**40))
+def test_seal_then_open_round_trips_any_text(modules, text, room, seq):
+    bodies = modules["bodies"]
+    ring = _ring(modules)
+    sealed = bodies.seal_body({"kind": "text", "text": text, "other": "dropped"}, ring, room, seq, "mid")
+    assert sealed["scheme"] == "aesgcm" and sealed["kid"] == "dk-test"
+    assert text.encode("utf-8", "surrogatepass") not in json.dumps(sealed).encode() or len(text) < 4
+    assert bodies.open_body(json.loads(json.dumps(sealed)), ring, room, seq, "mid") == {"text": text}
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.text(min_size=1, max_size=50), which=st.sampled_from(["room", "seq", "mid", "ct", "kid"]))
+def test_any_change_of_context_or_ciphertext_is_refused(modules, text, which):
+    import pytest
+
+    bodies = modules["bodies"]
+    ring = _ring(modules)
+    sealed = bodies.seal_body({"text": text}, ring, "general", 7, "abc")
+    room, seq, mid = "general", 7, "abc"
+    if which == "room":
+        room = "music"
+    elif which == "seq":
+        seq = 8
+    elif which == "mid":
+        mid = "abd"
+    elif which == "ct":
+        ct = bytearray(base64.b64decode(sealed["ct"]))
+        ct[-1] ^= 0x80
+        sealed["ct"] = base64.b64encode(bytes(ct)).decode()
+    else:
+        sealed["kid"] = "dk-other"
+    with pytest.raises(bodies.BodyError) as info:
+        bodies.open_body(sealed, ring, room, seq, mid)
+    assert "cannot be decrypted" in str(info.value)
+
+
+def test_plain_bodies_open_and_unknown_schemes_are_refused(modules):
+    import pytest
+
+    bodies = modules["bodies"]
+    assert bodies.open_body({"scheme": "plain", "v": {"text": "hi"}}, None, "general", 1, "x") == {"text": "hi"}
+    with pytest.raises(bodies.BodyError, match="unknown body scheme 'rot13'"):
+        bodies.open_body({"scheme": "rot13"}, None, "general", 1, "x")
+    assert bodies.needs_reseal({"scheme": "plain", "v": {}}, "k2", False)
+    assert not bodies.needs_reseal({"scheme": "aesgcm", "kid": "k1"}, "k2", False)
+    assert bodies.needs_reseal({"scheme": "aesgcm", "kid": "k1"}, "k2", True)
+    assert not bodies.needs_reseal({"scheme": "aesgcm", "kid": "k2"}, "k2", True)
+
+
+def test_master_key_secrets_are_checked(modules):
+    import pytest
+
+    keys = modules["keys"]
+
+    class Env:
+        MESSAGE_MASTER_KEY = base64.b64encode(b"x" * 16).decode()
+
+    with pytest.raises(keys.KeyError_, match=r"MESSAGE_MASTER_KEY must be 32 bytes \(base64\), got 16"):
+        keys.master_keys(Env())
+    Env.MESSAGE_MASTER_KEY = "%%%"
+    with pytest.raises(keys.KeyError_, match="MESSAGE_MASTER_KEY is not valid base64"):
+        keys.master_keys(Env())
+    Env.MESSAGE_MASTER_KEY = _mk()
+    current, all_keys = keys.master_keys(Env())
+    assert current in all_keys and len(all_keys) == 2          # the development key still unwraps old keys
