@@ -23,8 +23,10 @@ import archive
 import audit
 import auth
 import bots
+import dashboard
 import emoticons
 import events
+import rekey
 import retention
 import sessions
 from audit import AuditLog
@@ -116,7 +118,9 @@ ROUTES = [
     ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
     ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
     ("DELETE", "/api/admin/users/{user}", "admin_delete_user", False, "Admin: delete any account (ADMIN_TOKEN bearer)", None),
+    ("POST", "/api/admin/keys/rotate", "admin_rotate_keys", False, "Admin: new message data key, re-encrypt bodies (ADMIN_TOKEN bearer; reencrypt=0 skips)", None),
     ("GET", "/api/admin/audit", "admin_audit", False, "Admin: audit records as NDJSON (from, to: ms since epoch)", None),
+    ("GET", "/api/admin/stats", "admin_stats", False, "Admin: hourly analytics counts for the admin page's charts (hours)", None),
     ("PUT", "/api/me/status", "set_status", True, "Change presence state, personal message or name", "status"),
     ("GET", "/api/users", "users", True, "Buddy list: bots, rooms, online, offline, unread counts", None),
     ("GET", "/api/rooms", "rooms", True, "Public rooms and the caller's DM rooms", None),
@@ -149,6 +153,8 @@ def openapi_document() -> dict:
             params += [{"name": n, "in": "query", "schema": {"type": "integer"}} for n in ("from", "to")]
             op["responses"]["200"] = {"description": "NDJSON, one audit record a line",
                                       "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+        if handler == "admin_stats":
+            params += [{"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 168}}]
         if handler == "search":
             params += [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}]
         if params:
@@ -463,9 +469,33 @@ class Default(WorkerEntrypoint):
             headers["x-audit-truncated"] = "true"
         return self._cors(request, Response("".join(line + "\n" for line in lines), headers=headers))
 
+    async def _admin_stats(self, request, claims, query):
+        """Hourly counts of logins, messages, rate limits and AI calls, from the Analytics Engine SQL API."""
+        await self._admin(request, "stats")
+        hours = _int_param(query, "hours", 24)
+        if not 1 <= hours <= 168:
+            raise ApiError("invalid_field", "hours must be 1..168")
+        await self._audit(request, "admin_action", "success", actor="admin", reason="stats")
+        try:
+            return await dashboard.hourly(self.env, request.url, hours, int(Date.now()))
+        except dashboard.StatsUnavailable as error:
+            raise ApiError("unavailable", str(error), 503) from None
+
     async def _audit(self, request, event: str, outcome: str, **fields) -> None:
         await audit.record(self.env, event, outcome, request_id=_REQUEST_ID.get(),
                            client=self._address_key(request), **fields)
+
+    async def _admin_rotate_keys(self, request, claims, query):
+        """An operator rotates the message data key (and re-wraps under the current master key)."""
+        expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
+        if not expected:
+            raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
+        header = request.headers.get("authorization") or ""
+        if not header.lower().startswith("bearer "):
+            raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            raise ApiError("forbidden", "not the admin token")
+        return await rekey.rotate_now(self.env, reencrypt_all=query.get("reencrypt", "1") != "0")
 
     async def _users(self, request, claims, query):
         me = claims["sub"]
@@ -576,6 +606,7 @@ class Default(WorkerEntrypoint):
             await archive.export_day(self.env, yesterday)
             # Retention for the cold copies (each room purges its own log with its alarm).
             await retention.purge_cold(self.env, controller.scheduledTime)
+            await rekey.maintain(self.env)  # message keys: rewrap, rotate when due, legacy bodies sealed
             await audit.purge(self.env, controller.scheduledTime)
 
 
