@@ -225,6 +225,10 @@ def changes(result) -> int:
     return int(meta["changes"] if isinstance(meta, dict) else meta.changes)
 
 
+def _js(value: dict):
+    return to_js(value, dict_converter=Object.fromEntries)
+
+
 async def read_day(env, room: str, day: str) -> list[dict] | None:
     """The messages of one room's day file, opened (None when there is no file)."""
     bucket = getattr(env, "ARCHIVE", None)
@@ -326,8 +330,13 @@ async def reseal_r2(env, everything: bool = False) -> dict:
                 changed += 1
             if changed:
                 text = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)
-                await bucket.put(obj.key, text, httpMetadata=to_js({"contentType": "application/x-ndjson"},
-                                                                   dict_converter=Object.fromEntries))
+                # Only over the version read: a file rewritten meanwhile (an account deletion dropping
+                # lines) is not overwritten with what it held before; the next run takes it up.
+                put = await bucket.put(obj.key, text, httpMetadata=_js({"contentType": "application/x-ndjson"}),
+                                       onlyIf=_js({"etagMatches": got.etag}))
+                if put is None:
+                    print(f"archive: {obj.key} changed while being re-encrypted; left for the next run")
+                    continue
                 files += 1
                 count += changed
         if not page.truncated:

@@ -27,7 +27,7 @@ KEYS_SCHEMA = ("CREATE TABLE IF NOT EXISTS message_keys (kid TEXT PRIMARY KEY, m
                "wrapped TEXT NOT NULL, created INTEGER NOT NULL)")
 REFRESH_MS = 60_000       # how long an isolate trusts its copy of the ring (a rotation elsewhere shows up after)
 _warned = False
-_cache: dict = {}         # (id of the D1 binding, master ids) -> Keyring
+_cache: dict = {}         # (id of the env, master ids) -> Keyring
 
 
 class KeyError_(ValueError):
@@ -104,6 +104,7 @@ class Keyring:
         self.loaded_at = -1
         self.unusable: dict[str, str] = {}   # kid -> why (wrapped by a master key we do not have, ...)
         self.tried: dict[str, int] = {}      # kid -> when a reload last failed to find it
+        self.env = None
 
     def aead(self, kid: str) -> AESGCM:
         key = self.keys.get(kid)
@@ -157,11 +158,16 @@ async def _load(env, ring: Keyring) -> None:
 
 
 def _slot(env) -> Keyring:
+    """The ring cached for this env (a Durable Object's env lives as long as the object; the worker's
+    may be per request).  The ring holds the env, so its id cannot be reused by another runtime's."""
     current_mk, masters = master_keys(env)
-    slot = (id(env.DB), tuple(sorted(masters)))
+    slot = (id(env), tuple(sorted(masters)))
     ring = _cache.get(slot)
-    if ring is None:
+    if ring is None or ring.env is not env:
+        if len(_cache) >= 256:
+            _cache.clear()
         ring = _cache[slot] = Keyring()
+        ring.env = env
     return ring
 
 
