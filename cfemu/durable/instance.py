@@ -217,6 +217,10 @@ class ObjectInstance:
         if not self._blocks:
             self._gate.set()
 
+    def gated(self, coro: Any, block: object | None = None) -> Any:
+        """`coro` driven so that each of its resumptions passes this object's input gate."""
+        return _GatedCoroutine(coro, self, block)
+
     def may_pass(self, block: object | None) -> bool:
         """May code of `block` (None: an ordinary event) run now?  Not while another block is open."""
         return not self._blocks or block in self._blocks

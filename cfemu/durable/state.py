@@ -63,6 +63,9 @@ class DurableObjectState:
         return self._instance.handle
 
     def waitUntil(self, awaitable: Any) -> None:
+        if inspect.iscoroutine(awaitable):
+            # Work the object goes on with after the event: its I/O completions pass the input gate.
+            awaitable = _background(self._instance.gated(awaitable, current_block.get()))
         self._handle.service.host.spawn(awaitable, name="waitUntil")
 
     def blockConcurrencyWhile(self, fn: Any) -> asyncio.Future:
@@ -213,3 +216,7 @@ class DurableObjectState:
 
     def getHibernatableWebSocketEventTimeout(self) -> int | None:
         return self._handle.__dict__.get("event_timeout_ms")
+
+
+async def _background(gated: Any) -> Any:
+    return await gated

@@ -159,3 +159,20 @@ async def test_event_held_by_a_block_fails_when_the_block_times_out(cfemu_runtim
     await _fails_with_timeout(block)
     await _fails_with_timeout(earlier)
     assert ("resumed", "io2") not in mod.LOG  # it never ran on the reset object
+
+
+async def test_wait_until_work_also_waits_for_another_events_block(cfemu_runtime, mod):
+    rt = cfemu_runtime
+    stub = rt.env.PROBE.getByName("bcw-bg")
+    await stub.background_via_other("bcw-bg-other", "bg")
+    await spin()
+    block = asyncio.ensure_future(stub.hold("hbg"))
+    await spin()
+    mod.gate("bg").set()
+    await spin()
+    assert not [e for e in mod.LOG if e[0] == "background resumed"], "waitUntil work ran inside the block"
+    mod.gate("hbg").set()
+    await spin()
+    assert await block == "hbg"
+    await rt.settle()
+    assert ("background resumed", "bg", "hbg") in mod.LOG

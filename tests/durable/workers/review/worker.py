@@ -93,6 +93,15 @@ class Probe(DurableObject):
         LOG.append(("resumed", name))
         return await self.ctx.storage.get("phase")
 
+    def background_via_other(self, other, name):
+        """ctx.waitUntil() of work that awaits another object, then records what this object holds."""
+
+        async def work():
+            await self.env.PROBE.getByName(other).wait_for(name)
+            LOG.append(("background resumed", name, self.ctx.storage.kv.get("phase")))
+
+        self.ctx.waitUntil(work())
+
     async def delete_alarm_then_wait(self, name):
         await self.ctx.storage.deleteAlarm()
         await gate(name).wait()
