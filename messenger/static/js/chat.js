@@ -171,7 +171,8 @@ export class ChatWindow {
   row(m, older = false) {
     const row = el("div", `msg ${m.kind}${m.from === this.session.user.id ? " mine" : ""}${m.pending ? " pending" : ""}`);
     const who = el("span", "who", `${m.name || m.from}: `);
-    if (m.kind === "text") { row.append(who, render(m.text)); }
+    if (m.unreadable) { row.append(who, el("em", "unreadable", "(this message cannot be decrypted)")); }
+    else if (m.kind === "text") { row.append(who, render(m.text)); }
     else if (m.kind === "nudge") { row.append(`${m.name || m.from} sent a nudge!`); }
     else if (m.kind === "wink") { row.append(who); row.append(el("div", "wink-big", WINKS[m.wink] || "\u2728")); }
     else if (m.kind === "deleted") { row.append(DELETED_TEXT); }
