@@ -40,7 +40,7 @@ ERRORS = {
     "not_authenticated": 401, "auth_invalid": 401, "auth_expired": 401, "bad_credentials": 401,
     "session_revoked": 401, "refresh_invalid": 401, "forbidden": 403, "not_found": 404,
     "method_not_allowed": 405, "conflict": 409, "rate_limited": 429, "quota_exceeded": 429,
-    "ai_disabled": 503, "internal": 500,
+    "ai_disabled": 503, "unavailable": 503, "internal": 500,
 }
 
 
