@@ -26,6 +26,7 @@ import bots
 import dashboard
 import emoticons
 import events
+import rekey
 import retention
 import sessions
 from audit import AuditLog
@@ -117,6 +118,7 @@ ROUTES = [
     ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
     ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
     ("DELETE", "/api/admin/users/{user}", "admin_delete_user", False, "Admin: delete any account (ADMIN_TOKEN bearer)", None),
+    ("POST", "/api/admin/keys/rotate", "admin_rotate_keys", False, "Admin: new message data key, re-encrypt bodies (ADMIN_TOKEN bearer; reencrypt=0 skips)", None),
     ("GET", "/api/admin/audit", "admin_audit", False, "Admin: audit records as NDJSON (from, to: ms since epoch)", None),
     ("GET", "/api/admin/stats", "admin_stats", False, "Admin: hourly analytics counts for the admin page's charts (hours)", None),
     ("PUT", "/api/me/status", "set_status", True, "Change presence state, personal message or name", "status"),
@@ -483,6 +485,18 @@ class Default(WorkerEntrypoint):
         await audit.record(self.env, event, outcome, request_id=_REQUEST_ID.get(),
                            client=self._address_key(request), **fields)
 
+    async def _admin_rotate_keys(self, request, claims, query):
+        """An operator rotates the message data key (and re-wraps under the current master key)."""
+        expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
+        if not expected:
+            raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
+        header = request.headers.get("authorization") or ""
+        if not header.lower().startswith("bearer "):
+            raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            raise ApiError("forbidden", "not the admin token")
+        return await rekey.rotate_now(self.env, reencrypt_all=query.get("reencrypt", "1") != "0")
+
     async def _users(self, request, claims, query):
         me = claims["sub"]
         users = _rpc(await directory(self.env).listUsers())
@@ -592,6 +606,7 @@ class Default(WorkerEntrypoint):
             await archive.export_day(self.env, yesterday)
             # Retention for the cold copies (each room purges its own log with its alarm).
             await retention.purge_cold(self.env, controller.scheduledTime)
+            await rekey.maintain(self.env)  # message keys: rewrap, rotate when due, legacy bodies sealed
             await audit.purge(self.env, controller.scheduledTime)
 
 
