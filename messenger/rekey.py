@@ -69,7 +69,16 @@ async def rotate_now(env, reencrypt_all: bool = True) -> dict:
 
 async def maintain(env) -> dict:
     """The daily cron's part: rewrap under the current master key, a new data key when the current is
-    old enough, legacy plain bodies re-encrypted."""
+    old enough, legacy plain bodies re-encrypted.  Never raises: a failure (a malformed master key
+    secret, D1 down) is logged and must not stop the cron's other work."""
+    try:
+        return await _maintain(env)
+    except Exception as error:
+        print(f"rekey: message key maintenance failed: {error!r}")
+        return {"error": str(error)}
+
+
+async def _maintain(env) -> dict:
     wrapped = await keys.rewrap(env)
     age = await keys.current_age_ms(env)
     rotated = None

@@ -227,6 +227,8 @@ async def test_a_bad_master_key_secret_is_reported_clearly(tmp_path):
         await a.send(json.dumps({"type": "send", "cid": "c1", "kind": "text", "text": "hello"}))
         err, _ = await frames_until(a, "error")
         assert err["code"] == "internal"
+        # The daily cron's other work (archives, retention, audit) is not stopped by it.
+        assert await rt.scheduled("15 0 * * *")
 
 
 # -- legacy plain bodies ----------------------------------------------------------------------------
