@@ -2,7 +2,9 @@
 
 Gates.  Storage calls run synchronously on the event-loop thread, so an `await` on them never
 suspends: no other event can run between `v = await get(k)` and `await put(k, v + 1)` — that is the
-input gate.  `blockConcurrencyWhile` closes the gate to new events explicitly.  Every write opens
+input gate.  `blockConcurrencyWhile` closes the gate explicitly: to new events, and (each event's
+coroutine is driven by `_GatedCoroutine`) to the I/O completions of events already running; what
+runs inside the block (its callback, timers it sets) carries its token and passes.  Every write opens
 an implicit SQLite transaction which commits once per loop turn (all writes made without a real
 suspension commit together); responses, RPC results and WebSocket sends wait for that commit —
 the output gate.  If the commit fails, what was held back is discarded and the object resets.
