@@ -456,6 +456,8 @@ class Default(WorkerEntrypoint):
         now = int(Date.now())
         to_ms = _int_param(query, "to", now + 1)  # (exclusive) what happened up to this instant
         from_ms = _int_param(query, "from", to_ms - audit.DAY_MS)
+        if max(from_ms, to_ms) > 253_402_300_799_999:  # past 9999-12-31 no date (nor R2 key) exists
+            raise ApiError("invalid_field", "from and to must be before year 10000")
         if from_ms >= to_ms:
             raise ApiError("invalid_field", "from must be before to")
         if to_ms - from_ms > 31 * audit.DAY_MS:
