@@ -27,6 +27,7 @@ STORES = ["directory:account", "directory:sessions", "sessions", "kv:session-mar
           "inbox", "inbox:partners", "d1:messages", "d1:search-terms", "r2:archives", "limiter:chat",
           "limiter:sign-in", "ai-quota"]
 KEPT = ["analytics: keyed hashes only, never ids, names or text",
+        "audit trail: the account's security events under a keyed hash of its id (no id, name or address)",
         "direct-message room names: they carry the random user id, which nothing links to anyone now",
         "persona replies to the user's @mentions in public rooms (the persona's messages)"]
 

@@ -253,3 +253,12 @@ def test_records_refuse_free_text_and_unknown_events(modules):
         audit.build(Env(), "sign_in", "maybe")
     assert audit.account_ref(Env(), "u1") == audit.account_ref(Env(), "u1") != audit.account_ref(Env(), "u2")
     assert audit.batch_key(0, 7) == "audit/1970/01/01/00-000000000007.ndjson"
+
+
+async def test_the_deletion_receipt_says_what_the_audit_trail_keeps(rt):
+    zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    assert any(k.startswith("audit trail: ") and "keyed hash" in k for k in receipt["kept"])
+    await rt.env.AUDIT.getByName("log").flush()
+    blob = json.dumps(await _records(rt))
+    assert '"account_deleted"' in blob and zoe["user"]["id"] not in blob and "zoe" not in blob
