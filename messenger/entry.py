@@ -489,15 +489,10 @@ class Default(WorkerEntrypoint):
 
     async def _admin_rotate_keys(self, request, claims, query):
         """An operator rotates the message data key (and re-wraps under the current master key)."""
-        expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
-        if not expected:
-            raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
-        header = request.headers.get("authorization") or ""
-        if not header.lower().startswith("bearer "):
-            raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
-        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
-            raise ApiError("forbidden", "not the admin token")
-        return await rekey.rotate_now(self.env, reencrypt_all=query.get("reencrypt", "1") != "0")
+        await self._admin(request, "rotate_keys")
+        result = await rekey.rotate_now(self.env, reencrypt_all=query.get("reencrypt", "1") != "0")
+        await self._audit(request, "admin_action", "success", actor="admin", reason="rotate_keys")
+        return result
 
     async def _users(self, request, claims, query):
         me = claims["sub"]

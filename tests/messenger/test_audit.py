@@ -262,3 +262,16 @@ async def test_the_deletion_receipt_says_what_the_audit_trail_keeps(rt):
     await rt.env.AUDIT.getByName("log").flush()
     blob = json.dumps(await _records(rt))
     assert '"account_deleted"' in blob and zoe["user"]["id"] not in blob and "zoe" not in blob
+
+
+async def test_admin_key_rotation_is_audited_and_a_refused_one_too(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        resp = await rt.fetch("/api/admin/keys/rotate?reencrypt=0", method="POST",
+                              headers={"authorization": "Bearer wrong"})
+        assert resp.status == 403
+        resp = await rt.fetch("/api/admin/keys/rotate?reencrypt=0", method="POST",
+                              headers={"authorization": f"Bearer {ADMIN}"})
+        assert resp.status == 200, await resp.text()
+        await rt.env.AUDIT.getByName("log").flush()
+        rotations = [(r["outcome"], r["reason"]) for r in await _records(rt) if r["event"] == "admin_action"]
+    assert rotations == [("denied", "rotate_keys"), ("success", "rotate_keys")]
