@@ -281,3 +281,27 @@ async def test_admin_key_rotation_is_audited_and_a_refused_one_too(tmp_path):
         await rt.env.AUDIT.getByName("log").flush()
         rotations = [(r["outcome"], r["reason"]) for r in await _records(rt) if r["event"] == "admin_action"]
     assert rotations == [("denied", "rotate_keys"), ("success", "rotate_keys")]
+
+
+async def test_a_failing_r2_write_keeps_the_records_buffered_and_the_alarm_retries(tmp_path):
+    async with _runtime(tmp_path, AUDIT_BATCH_MAX="2") as rt:
+        bucket = rt.env.ARCHIVE
+        real_put = bucket.put
+        calls = []
+
+        async def failing_put(*args, **kwargs):
+            calls.append(args[0])
+            raise RuntimeError("R2 is down")
+
+        bucket.put = failing_put
+        try:
+            await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+            # The second record fills the batch; its flush fails, yet the record is stored and said so.
+            record = json.dumps({"ts": int(rt.now() * 1000), "event": "sign_in", "outcome": "success"})
+            answer = json.loads(await rt.env.AUDIT.getByName("log").append(record))
+            assert answer["ok"] is True
+        finally:
+            bucket.put = real_put
+        assert calls and await _files(rt) == {}
+        await rt.advance(61)
+        assert [len(v) for v in (await _files(rt)).values()] == [2]
