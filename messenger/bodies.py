@@ -47,7 +47,10 @@ def open_body(body: dict, ring: Keyring | None, room: str, seq: int, mid: str) -
         raise BodyError("message body is not an object")
     scheme = body.get("scheme")
     if scheme == "plain":
-        return dict(body.get("v", {}))
+        fields = body.get("v", {})
+        if not isinstance(fields, dict):
+            raise BodyError("message body (plain) is not an object")
+        return dict(fields)
     if scheme != SCHEME:
         raise BodyError(f"unknown body scheme {scheme!r}")
     kid = body.get("kid")

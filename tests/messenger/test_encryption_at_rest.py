@@ -347,3 +347,20 @@ def test_master_key_secrets_are_checked(modules):
     Env.MESSAGE_MASTER_KEY = _mk()
     current, all_keys = keys.master_keys(Env())
     assert current in all_keys and len(all_keys) == 2          # the development key still unwraps old keys
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.one_of(_json, st.fixed_dictionaries({"scheme": st.sampled_from(["plain", "aesgcm"])},
+                                                   optional={"v": _json, "kid": _json, "n": _json, "ct": _json})))
+def test_any_stored_body_opens_to_a_dict_or_is_refused_with_body_error(modules, body):
+    bodies = modules["bodies"]
+    try:
+        opened = bodies.open_body(body, _ring(modules), "general", 1, "x")
+    except bodies.BodyError:
+        return
+    assert isinstance(opened, dict)
