@@ -364,3 +364,28 @@ def test_any_stored_body_opens_to_a_dict_or_is_refused_with_body_error(modules, 
     except bodies.BodyError:
         return
     assert isinstance(opened, dict)
+
+
+async def test_r2_reencryption_never_overwrites_a_day_file_rewritten_meanwhile(tmp_path):
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "kept words")
+        await rt.advance(86_400)
+        key = (await rt.env.ARCHIVE.list(prefix="archive/")).objects[0].key
+        bucket = rt.env.ARCHIVE
+        original_get = bucket.get
+
+        async def racing_get(k, *args, **kwargs):
+            got = await original_get(k, *args, **kwargs)
+            if k == key:  # an account deletion rewrites the file between the read and the write
+                await bucket.put(key, "rewritten meanwhile\n")
+            return got
+
+        bucket.get = racing_get
+        try:
+            got = await api(rt, "POST", "/api/admin/keys/rotate", ADMIN)
+        finally:
+            del bucket.get
+        assert got["reencrypted"]["r2"]["files"] == 0
+        assert await (await rt.env.ARCHIVE.get(key)).text() == "rewritten meanwhile\n"
