@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +24,9 @@ _runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("cfemu
 # One object per event a worker or Durable Object handles (fetch, scheduled, queue, RPC, alarm, ...);
 # work it starts (waitUntil, tasks) inherits it.  Per-invocation limits count against it.
 _invocation: contextvars.ContextVar[object | None] = contextvars.ContextVar("cfemu_invocation", default=None)
-_sessions: dict[int, Any] = {}
+# Outbound HTTP outside any runtime (rare: library code calling `fetch` directly), one per event loop.
+# Keyed by the loop itself, weakly: an id() could be reused by a later loop and hand it a dead session.
+_loop_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def current_runtime() -> Runtime | None:
@@ -56,19 +59,24 @@ def end_invocation(token: contextvars.Token) -> None:
 
 
 async def client_session() -> aiohttp.ClientSession:
-    """One outbound HTTP session per event loop."""
+    """The outbound HTTP session of the current runtime (closed with it), else of the event loop."""
     import aiohttp
 
+    runtime = current_runtime()
+    if runtime is not None:
+        session = runtime.http_session
+        if session is None or session.closed:
+            session = runtime.http_session = aiohttp.ClientSession(auto_decompress=True)
+        return session
     loop = asyncio.get_running_loop()
-    session = _sessions.get(id(loop))
+    session = _loop_sessions.get(loop)
     if session is None or session.closed:
-        session = aiohttp.ClientSession(auto_decompress=True)
-        _sessions[id(loop)] = session
+        session = _loop_sessions[loop] = aiohttp.ClientSession(auto_decompress=True)
     return session
 
 
 async def close_client_session() -> None:
-    loop = asyncio.get_running_loop()
-    session = _sessions.pop(id(loop), None)
+    """Close the event loop's session (the one used outside runtimes)."""
+    session = _loop_sessions.pop(asyncio.get_running_loop(), None)
     if session is not None:
         await session.close()

@@ -139,6 +139,7 @@ class Runtime:
         self._cron_timers: list[Timer] = []
         self._started = False
         self._closed = False
+        self.http_session: Any = None  # outbound fetch(); made on first use, closed with the runtime
         self._warned_no_queue_handler = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -200,6 +201,8 @@ class Runtime:
                 await service.close()
             except Exception:
                 log.exception("closing %s failed", service.kind or type(service).__name__)
+        if self.http_session is not None:
+            await self.http_session.close()
 
     async def _finish_background_work(self, grace: float) -> None:
         """Give tracked work up to `grace` seconds to finish, then cancel what is left.
@@ -232,6 +235,12 @@ class Runtime:
                 service.abandon()
             except Exception:
                 log.exception("abandoning %s failed", service.kind or type(service).__name__)
+        if self.http_session is not None and not self.http_session.closed:
+            # Only connections to drop (nothing to flush); a crash comes from sync code, so in a task.
+            try:
+                self._closing_session = asyncio.get_running_loop().create_task(self.http_session.close())
+            except RuntimeError:  # no loop any more: the process is going away with its sockets
+                pass
 
     def service(self, kind: str) -> Service | None:
         for service in self.services:

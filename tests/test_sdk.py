@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from http import HTTPMethod, HTTPStatus
 
 import pytest
@@ -379,12 +381,21 @@ async def test_subrequests_drop_cf_connecting_ip_and_carry_cf_worker(tmp_path, w
         async with Runtime.from_config(config) as rt:
             resp = await rt.fetch("/", headers={"cf-connecting-ip": "203.0.113.9", "x-keep": "1"})
             seen = await resp.json()
+            session = rt.core.http_session
         assert "cf-connecting-ip" not in seen
         assert seen["x-keep"] == "1" and seen["cf-worker"] == "proxy"
+        # The runtime owned the outbound session and closed it with itself (no "Unclosed client session").
+        assert session is not None and session.closed
+        async with Runtime.from_config(config) as rt:
+            await rt.fetch("/")
+            crashed = rt.core.http_session
+            await rt.crash()
+            await asyncio.sleep(0)  # the crash closes its connections in a task
+            assert crashed.closed
+            await rt.restart()
+            assert (await (await rt.fetch("/")).json())["cf-worker"] == "proxy"
+            assert rt.core.http_session is not crashed
     finally:
-        from cfemu.context import close_client_session
-
-        await close_client_session()
         await runner.cleanup()
 
 
