@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
+from .assets_rules import IGNORED_FILES, AssetRules, apply_headers
 from .config import AssetsConfig
 from .http import Request, Response
 
@@ -14,12 +15,17 @@ __all__ = ["Assets"]
 
 
 class Assets:
-    """Mirrors Workers Static Assets: html_handling, not_found_handling, ETags, and the `ASSETS` binding."""
+    """Mirrors Workers Static Assets: html_handling, not_found_handling, ETags, `_headers`, `_redirects`, `ASSETS`."""
 
     def __init__(self, config: AssetsConfig) -> None:
         self.config = config
         self.root = config.directory
         self.run_worker_first = config.run_worker_first
+        self.rules = AssetRules(self.root, config.html_handling)
+
+    def reload(self) -> None:
+        """Parse `_headers` and `_redirects` again on the next request (they are also re-read when they change)."""
+        self.rules.reload()
 
     def _file(self, relative: str) -> Path | None:
         if "\0" in relative:  # no file name holds a NUL; the OS would refuse it with ValueError
@@ -29,7 +35,7 @@ class Assets:
             found = candidate.is_file()
         except OSError:  # a name longer than the file system allows: there is no such asset
             return None
-        if found and (candidate == self.root or self.root in candidate.parents):
+        if found and self.root in candidate.parents and str(candidate.relative_to(self.root)) not in IGNORED_FILES:
             return candidate
         return None
 
@@ -65,27 +71,49 @@ class Assets:
         return None, None
 
     def match(self, request: Request) -> Response | None:
-        """The asset response for this request, or None to let the worker answer."""
-        path = urlsplit(request.url).path
-        file, redirect = self._resolve(path)
-        if redirect is not None:
-            return Response(None, status=307, headers={"location": redirect})
-        if file is None:
-            return None
-        return self._respond(file, request)
+        """The asset (or `_redirects`) response for this request, or None to let the worker answer."""
+        rules = self.rules.current()
+        response = self._match(request, rules)
+        if response is not None:
+            apply_headers(rules.headers, request.url, response.headers)
+        return response
 
     def serve(self, request: Request) -> Response:
         """Serve or apply `not_found_handling` (the `env.ASSETS.fetch` behaviour)."""
-        found = self.match(request)
-        if found is not None:
-            return found
+        rules = self.rules.current()
+        response = self._match(request, rules)
+        if response is None:
+            response = self._not_found(urlsplit(request.url).path, request)
+        apply_headers(rules.headers, request.url, response.headers)
+        return response
+
+    def _match(self, request: Request, rules: AssetRules) -> Response | None:
+        parts = urlsplit(request.url)
+        path, proxied = parts.path, False
+        # _redirects comes before any asset lookup: a rule wins even where a file exists at that path.
+        hit = rules.redirects.match(path)
+        if hit is not None:
+            rule, target = hit
+            if rule.status != 200:
+                return Response(None, status=rule.status, headers={"location": _location(request.url, target)})
+            path, proxied = urlsplit(urljoin(request.url, target)).path, True
+        file, redirect = self._resolve(path)
+        if redirect is not None:
+            location = redirect + ("?" + parts.query if parts.query else "")
+            return Response(None, status=307, headers={"location": location})
+        if file is not None:
+            return self._respond(file, request)
+        # A 200 rule's target is answered by the assets even when missing: the worker never sees it.
+        return self._not_found(path, request) if proxied else None
+
+    def _not_found(self, path: str, request: Request) -> Response:
         mode = self.config.not_found_handling
         if mode == "single-page-application":
             index = self._file("index.html")
             if index:
                 return self._respond(index, request)
         elif mode == "404-page":
-            parts = unquote(urlsplit(request.url).path).strip("/").split("/")
+            parts = unquote(path).strip("/").split("/")
             for depth in range(len(parts), -1, -1):
                 page = self._file("/".join(parts[:depth] + ["404.html"]))
                 if page:
@@ -107,3 +135,12 @@ class Assets:
             kind += "; charset=utf-8"
         headers = {"content-type": kind, "etag": etag, "cache-control": "public, max-age=0, must-revalidate"}
         return Response(data if request.method != "HEAD" else None, status=status, headers=headers)
+
+
+def _location(request_url: str, target: str) -> str:
+    """A `_redirects` Location: path-only on the same origin; the request's query unless the target has one."""
+    dest, req = urlsplit(urljoin(request_url, target)), urlsplit(request_url)
+    query = dest.query or req.query
+    if (dest.scheme, dest.netloc) == (req.scheme, req.netloc):
+        return dest.path + ("?" + query if query else "") + ("#" + dest.fragment if dest.fragment else "")
+    return urlunsplit((dest.scheme, dest.netloc, dest.path, query, dest.fragment))
