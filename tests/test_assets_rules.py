@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -363,3 +364,51 @@ def test_cfemu_dev_serves_headers_and_redirects(tmp_path, write_worker, dev_serv
     assert _http(server.url + "/_headers")[2] != "/*\n  X-Dev: on\n"
     server.wait_for(r"_redirects:2: Expected exactly 2 or 3 whitespace-separated tokens\. Got 4\.")
 
+
+def test_cfemu_dev_messenger_pages_carry_the_csp(dev_server, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    server = dev_server(root / "wrangler.toml", "--persist-to", str(tmp_path / "state"))
+    status, headers, body = _http(server.url + "/")
+    assert status == 200 and "<html" in body.lower()
+    assert "frame-ancestors 'none'" in headers.get("content-security-policy", "")
+    assert headers.get("x-content-type-options") == "nosniff"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+async def test_messenger_pages_work_under_their_csp_in_a_browser(dev_server, tmp_path):
+    """The chat client (signed in, sockets open) and the admin page load with no CSP violation or console error."""
+    from playwright.async_api import async_playwright
+
+    root = Path(__file__).resolve().parent.parent
+    server = dev_server(root / "wrangler.toml", "--persist-to", str(tmp_path / "state"), "--no-live-reload", cwd=root)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for path in ("/", "/admin"):
+                page = await (await browser.new_context()).new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                await page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                                           "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))")
+                response = await page.goto(server.url + path)
+                assert "script-src 'self'" in (await response.all_headers()).get("content-security-policy", "")
+                # the stylesheet is applied (a blocked one leaves no rules)
+                assert await page.evaluate(
+                    "[...document.styleSheets].some(s => { try { return s.cssRules.length > 0 } catch { return false } })")
+                if path == "/":
+                    await page.fill("input[name=username]", "alice")
+                    await page.fill("input[name=password]", "alice-demo")
+                    await page.click("#signin-submit")
+                    await page.wait_for_selector("#app:not([hidden])")
+                    await page.wait_for_selector(".group .buddy")  # presence socket connected
+                    await page.click(".buddy:has-text('General')")
+                    await page.locator(".chat[data-room='general']").wait_for()
+                await page.wait_for_timeout(300)
+                assert problems == [], (path, problems)
+        finally:
+            await browser.close()
