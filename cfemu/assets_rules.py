@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from .errors import JsException
 from .http import Headers
@@ -130,9 +130,15 @@ def _validate_url(token: str, *, only_relative: bool, no_ports: bool, keep_query
     return None, ("URLs should begin with a forward-slash." if only_relative else RELATIVE_OR_HTTPS)
 
 
+# What a URL parser leaves unescaped in a path: the rule must read as the pathname a request arrives with.
+_PATH_SAFE = "!$&'()*+,;=:@/-._~%[]^|\\"
+
+
 def _pathname(path: str, keep_query: bool) -> str:
-    parts = urlsplit("relative://host/" + path.lstrip("/"))
-    out = parts.path or "/"
+    """The path (and, for destinations, query and fragment) as a URL parser gives it: dot segments resolved,
+    non-ASCII percent-encoded."""
+    parts = urlsplit(urljoin("https://host/", "/" + path.lstrip("/")))
+    out = quote(parts.path or "/", safe=_PATH_SAFE)
     if keep_query:
         out += ("?" + parts.query if parts.query else "") + ("#" + parts.fragment if parts.fragment else "")
     return out
@@ -155,7 +161,7 @@ class HeaderRule:
 def parse_headers(text: str, *, max_rules: int = MAX_HEADER_RULES,
                   max_line_length: int = MAX_HEADER_LINE_LENGTH) -> tuple[list[HeaderRule], list[Invalid]]:
     """Parse a `_headers` file the way wrangler does: valid rules in order, and the lines it skipped."""
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")
     rules: list[HeaderRule] = []
     invalid: list[Invalid] = []
     rule: HeaderRule | None = None
@@ -286,7 +292,7 @@ def parse_redirects(text: str, *, html_handling: str = "auto-trailing-slash",
                     max_static: int = MAX_REDIRECT_STATIC_RULES, max_dynamic: int = MAX_REDIRECT_DYNAMIC_RULES,
                     max_line_length: int = MAX_REDIRECT_LINE_LENGTH) -> tuple[Redirects, list[Invalid]]:
     """Parse a `_redirects` file the way wrangler does: rules, and the lines it skipped with why."""
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")
     redirects = Redirects()
     invalid: list[Invalid] = []
     seen: set[str] = set()

@@ -129,3 +129,10 @@ async def test_odd_paths_fall_through_to_the_worker(site, path):
     async with site() as rt:
         status, _, _ = await _get(rt, path)
         assert status != 500
+
+
+async def test_html_handling_redirects_keep_the_query(site):
+    # Was: /about.html?x=1 redirected to /about and lost ?x=1 (Cloudflare appends the request's query).
+    async with site() as rt:
+        assert await _get(rt, "/about.html?x=1&y=2") == (307, "/about?x=1&y=2", None)
+        assert await _get(rt, "/docs?x=1") == (307, "/docs/?x=1", None)

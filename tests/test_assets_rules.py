@@ -412,3 +412,17 @@ async def test_messenger_pages_work_under_their_csp_in_a_browser(dev_server, tmp
                 assert problems == [], (path, problems)
         finally:
             await browser.close()
+
+
+def test_rule_paths_are_normalised_like_urls():
+    # A browser asks for /caf%C3%A9 and /b; the rules are written as /café and /a/../b.
+    redirects, invalid = ar.parse_redirects("/café /x 301\n/a/../b /y 301\n")
+    assert not invalid and set(redirects.static) == {"/caf%C3%A9", "/b"}
+    rules, _ = ar.parse_headers("\ufeff/café\n  X-A: 1\n")  # a byte-order mark does not hide the first path
+    assert [r.path for r in rules] == ["/caf%C3%A9"]
+
+
+async def test_redirect_to_another_origin_root_and_query(site):
+    async with site(redirects="/out https://example.com 301\n") as rt:
+        resp, _ = await _get(rt, "/out?q=1")
+        assert resp.headers.get("location") == "https://example.com/?q=1"
