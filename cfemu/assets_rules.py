@@ -144,6 +144,11 @@ def _pathname(path: str, keep_query: bool) -> str:
     return out
 
 
+def request_pathname(path: str) -> str:
+    """A request's path as a URL parser gives it (percent-encoded), whether it arrived encoded or decoded."""
+    return quote(path or "/", safe=_PATH_SAFE)
+
+
 # -- _headers ------------------------------------------------------------------------------------
 
 
@@ -224,7 +229,7 @@ def parse_headers(text: str, *, max_rules: int = MAX_HEADER_RULES,
 def apply_headers(rules: list[HeaderRule], url: str, headers: Headers) -> None:
     """Apply every matching rule in file order: `!` removes, the first rule to set a name replaces, later ones append."""
     parts = urlsplit(url)
-    path = parts.path or "/"
+    path = request_pathname(parts.path)
     seen: set[str] = set()
     for rule in rules:
         assert rule.regex is not None
@@ -270,6 +275,7 @@ class Redirects:
 
     def match(self, path: str) -> tuple[RedirectRule, str] | None:
         """The rule for this URL path and its destination with splat/placeholders filled in."""
+        path = request_pathname(path)
         rule = self.static.get(path)
         if rule is not None:
             return rule, rule.to

@@ -426,3 +426,12 @@ async def test_redirect_to_another_origin_root_and_query(site):
     async with site(redirects="/out https://example.com 301\n") as rt:
         resp, _ = await _get(rt, "/out?q=1")
         assert resp.headers.get("location") == "https://example.com/?q=1"
+
+
+async def test_non_ascii_rules_match_encoded_and_raw_request_paths(site):
+    # Browsers send /caf%C3%A9; `cfemu dev` hands workers the decoded /café (see report): both match.
+    async with site(redirects="/café /about 301\n", headers="/*\n  X-Path: :splat\n") as rt:
+        for path in ("/caf%C3%A9", "/café"):
+            resp, _ = await _get(rt, path)
+            assert (resp.status, resp.headers.get("location")) == (301, "/about"), path
+            assert resp.headers.get("x-path") == "caf%C3%A9"  # :splat is the URL's (encoded) text
