@@ -42,6 +42,7 @@ PATH_FIRST = "Path should come before header ({name}: {value})"
 BAD_NAME = "Invalid header name '{name}'"
 BAD_VALUE = "Invalid header value for '{name}'"
 ONE_WILDCARD = "Multiple wildcards (*) are not supported in a single rule. Use a single wildcard or create separate rules."
+SPLAT_TWICE = "Cannot combine wildcard (*) with :splat placeholder. The wildcard already captures as :splat."
 DUPLICATE_PLACEHOLDER = "Placeholder :{name} is used more than once in this rule."
 TOKEN_COUNT = "Expected exactly 2 or 3 whitespace-separated tokens. Got {n}."
 ONLY_RELATIVE = "Only relative URLs are allowed. Skipping absolute URL {url}."
@@ -102,6 +103,8 @@ def _check_pattern(pattern: str) -> str | None:
     """Why this rule pattern cannot be compiled (two splats, a placeholder twice), or None."""
     if pattern.count("*") > 1:
         return ONE_WILDCARD
+    if "*" in pattern and re.search(r":splat\b", pattern, re.IGNORECASE):
+        return SPLAT_TWICE
     names = _PLACEHOLDER.findall(pattern) + (["splat"] if "*" in pattern else [])
     for name in names:
         if names.count(name) > 1:

@@ -303,6 +303,16 @@ def test_header_limits():
                                             "Path should come before header (x: 1)"]
 
 
+def test_a_wildcard_and_a_splat_placeholder_do_not_mix():
+    rules, invalid = ar.parse_headers("/a/*/:splat\n  X: 1\n/b/:id/:id\n  X: 1\n")
+    assert not rules
+    assert [i.message for i in invalid][::2] == [
+        "Cannot combine wildcard (*) with :splat placeholder. The wildcard already captures as :splat.",
+        "Placeholder :id is used more than once in this rule."]
+    redirects, invalid = ar.parse_redirects("/a/*/:splat /x\n/ok/* /y\n")
+    assert [r.source for r in redirects.dynamic] == ["/ok/*"] and invalid[0].line_number == 1
+
+
 def test_redirect_limits():
     static = "".join(f"/s{i} /t\n" for i in range(2001))
     redirects, invalid = ar.parse_redirects(static)
