@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -21,7 +22,16 @@ class Assets:
         self.config = config
         self.root = config.directory
         self.run_worker_first = config.run_worker_first
+        self._worker_routes = _route_patterns(config.run_worker_first)
         self.rules = AssetRules(self.root, config.html_handling)
+
+    def worker_first(self, request: Request) -> bool:
+        """Whether the worker runs before the assets for this request (`run_worker_first`)."""
+        if self._worker_routes is None:
+            return bool(self.run_worker_first)
+        include, exclude = self._worker_routes
+        path = urlsplit(request.url).path
+        return include.fullmatch(path) is not None and (exclude is None or exclude.fullmatch(path) is None)
 
     def reload(self) -> None:
         """Parse `_headers` and `_redirects` again on the next request (they are also re-read when they change)."""
@@ -144,3 +154,17 @@ def _location(request_url: str, target: str) -> str:
     if (dest.scheme, dest.netloc) == (req.scheme, req.netloc):
         return dest.path + ("?" + query if query else "") + ("#" + dest.fragment if dest.fragment else "")
     return urlunsplit((dest.scheme, dest.netloc, dest.path, query, dest.fragment))
+
+
+def _route_patterns(rules: bool | tuple[str, ...]) -> tuple[re.Pattern, re.Pattern | None] | None:
+    """`run_worker_first` route patterns as (include, exclude) regexes; `*` matches anything, `!` negates."""
+    if isinstance(rules, bool):
+        return None
+
+    def compile_(patterns: list[str]) -> re.Pattern | None:
+        if not patterns:
+            return None
+        return re.compile("|".join("(?:" + ".*".join(map(re.escape, p.split("*"))) + ")" for p in patterns))
+
+    include = compile_([r for r in rules if not r.startswith("!")]) or re.compile(r"(?!)")
+    return include, compile_([r[1:] for r in rules if r.startswith("!")])

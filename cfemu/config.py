@@ -150,7 +150,8 @@ class AssetsConfig:
     binding: str | None = None
     not_found_handling: str = "none"  # none | 404-page | single-page-application
     html_handling: str = "auto-trailing-slash"
-    run_worker_first: bool = False
+    # True/False, or route patterns ("/api/*", "!/api/docs/*") naming where the worker runs first.
+    run_worker_first: bool | tuple[str, ...] = False
 
 
 @dataclass
@@ -626,8 +627,14 @@ class _Parser:
         if hh not in ("auto-trailing-slash", "force-trailing-slash", "drop-trailing-slash", "none"):
             raise self.fail(f"{where}.html_handling", f"unknown html_handling {hh!r}")
         rwf = self.typed(table, "run_worker_first", where, (bool, list), False)
+        if isinstance(rwf, list):
+            for i, rule in enumerate(rwf):
+                if not isinstance(rule, str) or not (rule.startswith("/") or rule.startswith("!/")):
+                    raise self.fail(f"{where}.run_worker_first[{i}]",
+                                    f"a route pattern must be a string starting with '/' or '!/', got {rule!r}")
+            rwf = tuple(rwf)
         return AssetsConfig(directory=path, binding=binding, not_found_handling=nfh, html_handling=hh,
-                            run_worker_first=bool(rwf))
+                            run_worker_first=rwf)
 
     def check_unique_bindings(self, config: WorkerConfig) -> None:
         names: dict[str, str] = {}

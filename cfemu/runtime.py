@@ -356,7 +356,7 @@ class Runtime:
 
     async def _fetch(self, request: Request) -> Response:
         assets = self.assets
-        if assets is not None and not assets.run_worker_first and request.method in ("GET", "HEAD"):
+        if assets is not None and request.method in ("GET", "HEAD") and not assets.worker_first(request):
             served = assets.match(request)
             if served is not None:
                 return served

@@ -358,7 +358,7 @@ _PHRASES = {status.value: status.phrase for status in __import__("http").HTTPSta
 
 async def _to_worker_request(request: web.Request) -> Request:
     host = request.headers.get("host") or f"{request.url.host}:{request.url.port}"
-    url = f"{request.scheme}://{host}{request.path_qs}"
+    url = f"{request.scheme}://{host}{request.raw_path}"  # as sent: Cloudflare keeps the percent-encoding
     headers = Headers._trusted(request.headers)
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if peer:  # Cloudflare sets it from the connection, replacing whatever the client sent

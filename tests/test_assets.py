@@ -113,6 +113,27 @@ async def test_run_worker_first(site):
         assert await _get(rt, "/via-binding/about") == (200, None, "<h1>about</h1>")
 
 
+async def test_run_worker_first_route_patterns(site):
+    """A list runs the worker first only where a pattern matches and no `!` pattern excludes it."""
+    async with site('run_worker_first = ["/docs/*", "/about", "!/docs/deep/*"]\n') as rt:
+        assert await _get(rt, "/docs/") == (200, None, "from the worker: /docs/")
+        assert await _get(rt, "/docs/index.html") == (200, None, "from the worker: /docs/index.html")
+        assert await _get(rt, "/about") == (200, None, "from the worker: /about")
+        assert await _get(rt, "/about.html") == (307, "/about", None)  # not listed: assets first
+        assert await _get(rt, "/docs/deep/x") == (200, None, "from the worker: /docs/deep/x")  # no asset: worker
+        assert await _get(rt, "/") == (200, None, "<h1>home</h1>")
+        assert await _get(rt, "/app.js") == (200, None, "console.log(1)")
+
+
+async def test_run_worker_first_patterns_are_checked(tmp_path, write_worker):
+    from cfemu.config import ConfigError, load_config
+
+    (tmp_path / "public").mkdir()
+    config = write_worker(tmp_path, WORKER, '[assets]\ndirectory = "public"\nrun_worker_first = ["api/*"]\n')
+    with pytest.raises(ConfigError, match=r"assets\.run_worker_first\[0\].*starting with '/' or '!/'"):
+        load_config(config)
+
+
 async def test_assets_only_worker(tmp_path):
     (tmp_path / "public").mkdir()
     (tmp_path / "public" / "index.html").write_text("static only")

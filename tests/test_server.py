@@ -87,6 +87,11 @@ async def test_http_round_trip(server):
                         "colo": "LOCAL", "ip": "127.0.0.1"}
         async with session.get(server.url + "/nowhere") as resp:
             assert (resp.status, await resp.text()) == (404, "worker 404")
+        # request.url keeps the percent-encoding the client sent, as on Cloudflare.
+        import yarl
+
+        async with session.post(yarl.URL(server.url + "/echo?q=a%20b&caf%C3%A9=%2F", encoded=True), data="") as resp:
+            assert (await resp.json())["url"] == f"{server.url}/echo?q=a%20b&caf%C3%A9=%2F"
 
 
 async def test_streamed_responses_large_bodies_and_head(server):
