@@ -57,7 +57,8 @@ _EAGER_READ = 1 << 20  # bodies up to this size are read at get() time
 def _check_key(action: str, key: Any) -> str:
     if not isinstance(key, str):
         raise JsTypeError(f"Failed to execute '{action}' on 'R2Bucket': parameter 1 is not of type 'string'.")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    # The R2 service (not workerd) checks names: an empty one is refused like one over 1024 bytes.
+    if not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise r2_error(action, R2Failure(INVALID_OBJECT_NAME))
     return key
 
