@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable
 from typing import Any
 
 from ..clock import Clock
@@ -41,10 +41,12 @@ from .errors import (
     JsRangeError,
     JsTypeError,
     R2Failure,
+    STREAM_LENGTH_UNKNOWN,
     js_string,
     r2_error,
 )
-from .objects import R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
+from ..sdk.forms import Blob
+from .objects import KnownLengthStream, R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
 from .storage import UPLOAD_IN_PROGRESS, ObjectRow, R2Storage
 
 __all__ = ["R2Bucket", "R2MultipartUpload"]
@@ -114,20 +116,21 @@ async def _chunks(value: Any) -> AsyncIterable[bytes]:
         yield value.encode("utf-8")
     elif isinstance(value, (bytes, bytearray, memoryview)):
         yield bytes(value)
-    elif isinstance(value, AsyncIterable):
+    elif isinstance(value, Blob):
+        yield value._data
+    else:
         async for chunk in value:
             yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
-    else:
-        for chunk in value:
-            yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
 
 
-def _check_value(value: Any) -> None:
-    if value is None or isinstance(value, (str, bytes, bytearray, memoryview, AsyncIterable)):
+def _check_value(action: str, value: Any) -> None:
+    """workerd's R2PutValue: a string, bytes, a Blob, or a ReadableStream whose length is known."""
+    if value is None or isinstance(value, (str, bytes, bytearray, memoryview, Blob, KnownLengthStream)):
         return
-    if isinstance(value, Iterable) and not isinstance(value, (dict, Headers)):
-        return
-    raise JsTypeError(BAD_VALUE.format(type=type(value).__name__))
+    if isinstance(value, AsyncIterable):
+        # workerd sends the body with its length up front; a stream of unknown length is refused.
+        raise JsTypeError(STREAM_LENGTH_UNKNOWN)
+    raise JsTypeError(BAD_VALUE.format(action=action, type=type(value).__name__))
 
 
 def _options(positional: Any, keywords: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +188,7 @@ class R2Bucket:
         """Mirrors `bucket.put(key, value, options)`; None when `onlyIf` fails."""
         options = _options(options, kw)
         _check_key("put", key)
-        _check_value(value)
+        _check_value("put", value)
         cond = parse_conditional(options.get("onlyIf"))
         http = parse_http_metadata(options.get("httpMetadata"))
         custom = _custom_metadata("put", options.get("customMetadata"))
@@ -313,7 +316,7 @@ class R2MultipartUpload:
         """Mirrors `upload.uploadPart(n, value)` -> `{partNumber, etag}`."""
         _check_part_number(partNumber)
         _check_key("uploadPart", self.key)
-        _check_value(value)
+        _check_value("uploadPart", value)
         storage = self._bucket._storage
         if storage.upload_state(self.key, self.uploadId) != UPLOAD_IN_PROGRESS:
             raise r2_error("uploadPart", R2Failure(NO_SUCH_UPLOAD))

@@ -63,8 +63,11 @@ BAD_WEAK_ETAG = "Weak etags must start with W/ and their value must be quoted"
 UPLOADED_PART_FIELD = ("Incorrect type for the '{field}' field on 'UploadedPart': the provided value is not of "
                        "type '{type}'.")
 INVALID_DATE = 'Invalid date in {header}: "{value}"'
-BAD_VALUE = ("put() value must be a string, bytes, an async iterable of bytes (a ReadableStream) or None, "
+BAD_VALUE = ("{action}() value must be a string, bytes, a Blob, a ReadableStream of known length or None, "
              "not {type}")
+# workerd's TypeError for a put/uploadPart body whose length is not known up front (r2-rpc.c++).
+STREAM_LENGTH_UNKNOWN = ("Provided readable stream must have a known length (request/response body or readable "
+                         "half of FixedLengthStream)")
 
 
 class R2Failure(Exception):

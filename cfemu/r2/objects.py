@@ -35,7 +35,7 @@ from .errors import (
 from ..errors import JsException
 from .storage import ObjectRow
 
-__all__ = ["R2Object", "R2ObjectBody", "R2Checksums", "Conditional", "parse_conditional", "resolve_range",
+__all__ = ["R2Object", "R2ObjectBody", "R2Checksums", "KnownLengthStream", "Conditional", "parse_conditional", "resolve_range",
            "parse_http_metadata", "to_datetime"]
 
 _HTTP_FIELDS = ("contentType", "contentLanguage", "contentDisposition", "contentEncoding", "cacheControl")
@@ -415,13 +415,30 @@ class R2ObjectBody(R2Object):
     async def json(self) -> Any:
         return _json.loads(await self.text())
 
+    async def blob(self) -> Any:
+        """Mirrors `blob()`: the body as a `Blob` typed with the object's stored contentType."""
+        from ..sdk.forms import Blob
+
+        data = await self.arrayBuffer()
+        return Blob([bytes(data)], content_type=(self.httpMetadata or {}).get("contentType") or "")
+
     def __del__(self) -> None:
         file = getattr(self, "_file", None)
         if file is not None and not file.closed:
             file.close()
 
 
-class _BodyStream:
+class KnownLengthStream:
+    """A ReadableStream stand-in whose length is known before it is read (what R2's put accepts)."""
+
+    __slots__ = ()
+
+    @property
+    def length(self) -> int:
+        raise NotImplementedError
+
+
+class _BodyStream(KnownLengthStream):
     """An R2 body as a ReadableStream stand-in: iterating it (once) reads the object."""
 
     __slots__ = ("_owner",)
@@ -439,3 +456,7 @@ class _BodyStream:
     @property
     def locked(self) -> bool:
         return self._owner._used
+
+    @property
+    def length(self) -> int:
+        return self._owner._length
