@@ -123,14 +123,29 @@ async def _chunks(value: Any) -> AsyncIterable[bytes]:
             yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
 
 
-def _check_value(action: str, value: Any) -> None:
-    """workerd's R2PutValue: a string, bytes, a Blob, or a ReadableStream whose length is known."""
-    if value is None or isinstance(value, (str, bytes, bytearray, memoryview, Blob, KnownLengthStream)):
-        return
-    if isinstance(value, AsyncIterable):
+def _check_value(action: str, value: Any) -> int:
+    """workerd's R2PutValue: a string, bytes, a Blob, or a ReadableStream whose length is known;
+    returns that length (R2 refuses an upload over the limit before taking its body)."""
+    if value is None:
+        size = 0
+    elif isinstance(value, str):
+        size = len(value.encode("utf-8"))
+    elif isinstance(value, (bytes, bytearray)):
+        size = len(value)
+    elif isinstance(value, memoryview):
+        size = value.nbytes
+    elif isinstance(value, Blob):
+        size = value.size
+    elif isinstance(value, KnownLengthStream):
+        size = value.length
+    elif isinstance(value, AsyncIterable):
         # workerd sends the body with its length up front; a stream of unknown length is refused.
         raise JsTypeError(STREAM_LENGTH_UNKNOWN)
-    raise JsTypeError(BAD_VALUE.format(action=action, type=type(value).__name__))
+    else:
+        raise JsTypeError(BAD_VALUE.format(action=action, type=type(value).__name__))
+    if size > MAX_VALUE_SIZE:
+        raise r2_error(action, R2Failure(ENTITY_TOO_LARGE))
+    return size
 
 
 def _options(positional: Any, keywords: dict[str, Any]) -> dict[str, Any]:
@@ -188,12 +203,13 @@ class R2Bucket:
         """Mirrors `bucket.put(key, value, options)`; None when `onlyIf` fails."""
         options = _options(options, kw)
         _check_key("put", key)
-        _check_value("put", value)
+        # workerd reads the options first, then the body's type and length.
         cond = parse_conditional(options.get("onlyIf"))
         http = parse_http_metadata(options.get("httpMetadata"))
-        custom = _custom_metadata("put", options.get("customMetadata"))
         expected = _expected_hash(options)
         storage_class = str(options.get("storageClass") or "Standard")
+        _check_value("put", value)
+        custom = _custom_metadata("put", options.get("customMetadata"))
         if cond is not None and not cond.allows(self._storage.row(key)):
             return None  # checked again atomically at commit; this spares writing the body
         algorithms = (expected[0],) if expected else ()

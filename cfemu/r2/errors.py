@@ -16,8 +16,8 @@ __all__ = [
 MAX_KEY_BYTES = 1024
 MAX_LIST_KEYS = 1000
 MAX_DELETE_KEYS = 1000
-MAX_VALUE_SIZE = 5_000_000_000 - 5_000_000  # 5 GB - 5 MB for a single put
-MAX_CUSTOM_METADATA = 2048
+MAX_VALUE_SIZE = 5 * 1024**3 - 5 * 1024**2  # 5 GiB - 5 MiB for one upload (a put or one part)
+MAX_CUSTOM_METADATA = 8192  # R2's documented object metadata limit
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 

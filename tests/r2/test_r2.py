@@ -148,7 +148,7 @@ async def test_key_length_limit(rt):
 
 async def test_custom_metadata_limit(rt):
     with pytest.raises(JsException) as info:
-        await rt.env.BUCKET.put("m", "v", customMetadata={"k": "v" * 2048})
+        await rt.env.BUCKET.put("m", "v", customMetadata={"k": "v" * 8192})
     assert str(info.value) == "put: Your metadata headers exceed the maximum allowed metadata size. (10012)"
     assert await rt.env.BUCKET.head("m") is None
 
