@@ -25,6 +25,7 @@ __all__ = ["Keyring", "KeyError_", "keyring", "master_keys", "rotate", "rewrap",
 DEV_MASTER_KEY = hashlib.sha256(b"cf-messenger local development master key (not secret)").digest()
 KEYS_SCHEMA = ("CREATE TABLE IF NOT EXISTS message_keys (kid TEXT PRIMARY KEY, mkid TEXT NOT NULL, "
                "wrapped TEXT NOT NULL, created INTEGER NOT NULL)")
+_DEV_ID = "mk-" + hashlib.sha256(b"cf-messenger master key id:" + DEV_MASTER_KEY).hexdigest()[:12]
 REFRESH_MS = 60_000       # how long an isolate trusts its copy of the ring (a rotation elsewhere shows up after)
 _warned = False
 _cache: dict = {}         # (id of the env, master ids) -> Keyring
@@ -81,18 +82,29 @@ def master_keys(env) -> tuple[str, dict[str, bytes]]:
     return _master_id(current), keys
 
 
-def _wrap_aad(kid: str) -> bytes:
-    return b"cf-messenger data key:" + kid.encode()
+def _wrap_aad(kid: str, sealing: bool = True) -> bytes:
+    # A key re-wrapped from the public development key is marked "read only" in its associated data:
+    # anyone could have made it, so it opens old bodies but never seals new ones.
+    return (b"cf-messenger data key:" if sealing else b"cf-messenger data key (read only):") + kid.encode()
 
 
-def _wrap(master: bytes, kid: str, key: bytes) -> str:
+def _wrap(master: bytes, kid: str, key: bytes, sealing: bool = True) -> str:
     nonce = os.urandom(12)
-    return _b64(nonce + AESGCM(master).encrypt(nonce, key, _wrap_aad(kid)))
+    return _b64(nonce + AESGCM(master).encrypt(nonce, key, _wrap_aad(kid, sealing)))
 
 
 def _unwrap(master: bytes, kid: str, wrapped: str) -> bytes:
+    return _unwrap_marked(master, kid, wrapped)[0]
+
+
+def _unwrap_marked(master: bytes, kid: str, wrapped: str) -> tuple[bytes, bool]:
+    """(data key, may it seal?): a key wrapped as read only opens bodies but never seals."""
     raw = _unb64(wrapped)
-    return AESGCM(master).decrypt(raw[:12], raw[12:], _wrap_aad(kid))
+    aead = AESGCM(master)
+    try:
+        return aead.decrypt(raw[:12], raw[12:], _wrap_aad(kid)), True
+    except Exception:
+        return aead.decrypt(raw[:12], raw[12:], _wrap_aad(kid, sealing=False)), False
 
 
 class Keyring:
@@ -104,6 +116,7 @@ class Keyring:
         self.loaded_at = -1
         self.unusable: dict[str, str] = {}   # kid -> why (wrapped by a master key we do not have, ...)
         self.tried: dict[str, int] = {}      # kid -> when a reload last failed to find it
+        self.read_only: set[str] = set()     # kids that open bodies but never seal (see _wrap_aad)
         self.env = None
 
     def aead(self, kid: str) -> AESGCM:
@@ -147,12 +160,18 @@ async def _load(env, ring: Keyring) -> None:
             ring.unusable[row["kid"]] = f"wrapped by master key {row['mkid']}, which is not configured"
             continue
         try:
-            ring.add(row["kid"], _unwrap(master, row["kid"], row["wrapped"]))
+            key, sealing = _unwrap_marked(master, row["kid"], row["wrapped"])
         except Exception:
             ring.unusable[row["kid"]] = f"its wrapping does not open with master key {row['mkid']}"
+            continue
+        ring.add(row["kid"], key)
+        if not sealing or row["mkid"] == _DEV_ID and current_mk != _DEV_ID:
+            ring.read_only.add(row["kid"])
     # Only a key wrapped by the current master seals: one wrapped by the (public) development key or
-    # an old master, or slipped into the table by someone without the master key, is only ever read.
-    usable = [r["kid"] for r in rows if r["kid"] in ring.keys and r["mkid"] == current_mk]
+    # an old master, or slipped into the table by someone without the master key, is only ever read
+    # (also once re-wrapped: a key that came from the development key stays read only).
+    usable = [r["kid"] for r in rows if r["kid"] in ring.keys and r["mkid"] == current_mk
+              and r["kid"] not in ring.read_only]
     ring.current = usable[-1] if usable else None
     ring.loaded_at = Date.now()
 
@@ -220,14 +239,20 @@ async def rewrap(env) -> dict:
     for row in rows:
         master = masters.get(row["mkid"])
         try:
-            key = _unwrap(master, row["kid"], row["wrapped"]) if master else None
+            key, sealing = _unwrap_marked(master, row["kid"], row["wrapped"]) if master else (None, False)
         except Exception:
             key = None
         if key is None:
             unusable.append(row["kid"])
             continue
+        if row["mkid"] == _DEV_ID:
+            # The development key is public: whoever wrote this row may know the key.  Kept for reading
+            # the bodies it sealed (made before the secret was set), never for sealing new ones.
+            sealing = False
+            print(f"messenger: data key {row['kid']} was wrapped by the public development master key; "
+                  "re-wrapped for reading old messages only")
         await env.DB.prepare("UPDATE message_keys SET mkid = ?, wrapped = ? WHERE kid = ? AND mkid = ?").bind(
-            current_mk, _wrap(masters[current_mk], row["kid"], key), row["kid"], row["mkid"]).run()
+            current_mk, _wrap(masters[current_mk], row["kid"], key, sealing), row["kid"], row["mkid"]).run()
         done += 1
     if unusable:
         print(f"messenger: data keys {unusable} are wrapped by a master key that is not configured")

@@ -389,3 +389,37 @@ async def test_r2_reencryption_never_overwrites_a_day_file_rewritten_meanwhile(t
             del bucket.get
         assert got["reencrypted"]["r2"]["files"] == 0
         assert await (await rt.env.ARCHIVE.get(key)).text() == "rewritten meanwhile\n"
+
+
+# -- the public development key never makes a sealing key --------------------------------------------
+
+async def test_a_data_key_slipped_in_under_the_public_dev_key_never_seals_after_rewrap(tmp_path):
+    """Someone who can write D1 but has no master key adds a data key wrapped by the (public) development
+    key, dated in the future.  The cron's master-key rewrap must not turn it into the key new messages
+    are sealed with (it would read every later message)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from encryption_support import DEV_MASTER
+    import hashlib
+
+    real = _mk()
+    async with _runtime(tmp_path, MESSAGE_MASTER_KEY=real) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "before")
+        evil_key, kid = os.urandom(32), "dk-9999999999999-evil0001"
+        nonce = os.urandom(12)
+        wrapped = base64.b64encode(nonce + AESGCM(DEV_MASTER).encrypt(nonce, evil_key, b"cf-messenger data key:" + kid.encode())).decode()
+        dev_id = "mk-" + hashlib.sha256(b"cf-messenger master key id:" + DEV_MASTER).hexdigest()[:12]
+        await rt.env.DB.prepare("INSERT INTO message_keys (kid, mkid, wrapped, created) VALUES (?,?,?,?)").bind(
+            kid, dev_id, wrapped, 9_999_999_999_999).run()
+        assert await rt.scheduled("15 0 * * *")              # rekey.maintain: rewrap under the real master
+        await rt.advance(61)                                  # rooms re-read the ring
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "after")
+        await rt.settle()
+        kids = await _kids(rt, "general")
+        assert kid not in kids
+        assert [m["text"] for m in await _history(rt, "general")] == ["before", "after"]
+        rows = (await rt.env.DB.prepare("SELECT body FROM messages").all()).results
+        assert all(json.loads(r["body"])["kid"] != kid for r in rows)
