@@ -57,7 +57,7 @@ async def record(env, room: str, msg: dict) -> None:
         return
     content = {k: msg[k] for k in ("text", "wink") if k in msg}
     ring = await keys.keyring(env)
-    body = json.dumps(bodies.seal_body(content, ring, room, msg["seq"], msg["id"]))
+    body = json.dumps(bodies.seal_body(content, ring, room, msg["seq"], msg["id"], msg["from"], msg["kind"]))
     statements = [db.prepare(
         "INSERT OR IGNORE INTO messages (id, room, seq, sender, name, kind, body, ts, day) VALUES (?,?,?,?,?,?,?,?,?)"
     ).bind(msg["id"], room, msg["seq"], msg["from"], msg.get("name", ""), msg["kind"], body, msg["ts"], day_of(msg["ts"]))]
@@ -88,7 +88,7 @@ def _meta_row(row: dict) -> dict:
 def _opened(out: dict, body, ring) -> dict:
     """`out` with the content of `body` (or marked unreadable when it does not open)."""
     try:
-        out.update(bodies.open_body(body, ring, out["room"], out["seq"], out["id"]))
+        out.update(bodies.open_body(body, ring, out["room"], out["seq"], out["id"], out.get("from"), out.get("kind")))
     except (bodies.BodyError, ValueError) as error:
         print(f"archive: {error}")
         out.update(unreadable=True, error=bodies.UNREADABLE)
@@ -256,7 +256,7 @@ async def reseal_d1(env, everything: bool = False) -> dict:
         return {"resealed": 0, "unreadable": 0}
     ring = await keys.keyring(env, fresh=True)
     cursor, done, bad = "", 0, 0
-    sql = ("SELECT id, room, seq, body FROM messages WHERE id > ? AND (json_extract(body, '$.scheme') IS NOT 'aesgcm'"
+    sql = ("SELECT id, room, seq, sender, kind, body FROM messages WHERE id > ? AND (json_extract(body, '$.scheme') IS NOT 'aesgcm'"
            " OR (? AND json_extract(body, '$.kid') IS NOT ?)) ORDER BY id LIMIT ?")
     while True:
         try:
@@ -275,12 +275,12 @@ async def reseal_d1(env, everything: bool = False) -> dict:
         statements = []
         for row, body in zip(rows, loaded):
             try:
-                content = bodies.open_body(body, ring, row["room"], row["seq"], row["id"])
+                content = bodies.open_body(body, ring, row["room"], row["seq"], row["id"], row["sender"], row["kind"])
             except (bodies.BodyError, ValueError) as error:
                 print(f"archive: not re-encrypted: {error}")
                 bad += 1
                 continue
-            sealed = json.dumps(bodies.seal_body(content, ring, row["room"], row["seq"], row["id"]))
+            sealed = json.dumps(bodies.seal_body(content, ring, row["room"], row["seq"], row["id"], row["sender"], row["kind"]))
             statements.append(db.prepare("UPDATE messages SET body = ? WHERE id = ? AND body = ?")
                               .bind(sealed, row["id"], row["body"]))
         if statements:
@@ -319,14 +319,16 @@ async def reseal_r2(env, everything: bool = False) -> dict:
                     content = {k: line[k] for k in ("text", "wink") if k in line}
                 elif bodies.needs_reseal(line["body"], ring.current, everything):
                     try:
-                        content = bodies.open_body(line["body"], ring, line["room"], line["seq"], line["id"])
+                        content = bodies.open_body(line["body"], ring, line["room"], line["seq"], line["id"],
+                                                   line.get("from"), line.get("kind"))
                     except (bodies.BodyError, ValueError) as error:
                         print(f"archive: not re-encrypted: {error}")
                         bad += 1
                         continue
                 else:
                     continue
-                lines[i] = {**meta, "body": bodies.seal_body(content, ring, line["room"], line["seq"], line["id"])}
+                lines[i] = {**meta, "body": bodies.seal_body(content, ring, line["room"], line["seq"], line["id"],
+                                                             line.get("from"), line.get("kind"))}
                 changed += 1
             if changed:
                 text = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)

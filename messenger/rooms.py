@@ -44,7 +44,7 @@ def _public(msg: dict, ring, room: str) -> dict:
     out = {k: v for k, v in msg.items() if k != "body"}
     if "body" in msg:
         try:
-            out.update(bodies.open_body(msg["body"], ring, room, msg["seq"], msg["id"]))
+            out.update(bodies.open_body(msg["body"], ring, room, msg["seq"], msg["id"], msg.get("from"), msg.get("kind")))
         except bodies.BodyError as error:
             print(f"chat {room}: {error}")
             out["unreadable"] = True
@@ -257,7 +257,7 @@ class ChatRoom(SocketHost):
         seq = self.seq = self.seq + 1
         mid = uuid.uuid4().hex
         msg = {"seq": seq, "id": mid, "cid": cid, "from": uid, "name": name, "kind": content["kind"],
-               "ts": now, "body": bodies.seal_body(content, ring, self.room, seq, mid)}
+               "ts": now, "body": bodies.seal_body(content, ring, self.room, seq, mid, uid, content["kind"])}
         batch = {"meta": {"seq": seq}, _mkey(seq): msg, f"cid:{uid}:{cid}": seq}
         batch.update(extra or {})
         await jput_many(self.ctx.storage, batch)
@@ -531,12 +531,14 @@ class ChatRoom(SocketHost):
                 if not bodies.needs_reseal(msg.get("body"), ring.current, everything):
                     continue
                 try:
-                    content = bodies.open_body(msg["body"], ring, self.room, msg["seq"], msg["id"])
+                    content = bodies.open_body(msg["body"], ring, self.room, msg["seq"], msg["id"], msg.get("from"),
+                                               msg.get("kind"))
                 except bodies.BodyError as error:
                     print(f"chat {self.room}: not re-encrypted: {error}")
                     bad += 1
                     continue
-                changed[key] = {**msg, "body": bodies.seal_body(content, ring, self.room, msg["seq"], msg["id"])}
+                changed[key] = {**msg, "body": bodies.seal_body(content, ring, self.room, msg["seq"], msg["id"], msg.get("from"),
+                                                                 msg.get("kind"))}
             if changed:
                 await jput_many(storage, changed)
                 done += len(changed)

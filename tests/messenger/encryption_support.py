@@ -21,9 +21,12 @@ async def data_keys(rt, master: bytes = DEV_MASTER) -> dict[str, bytes]:
     return out
 
 
-def open_sealed(body: dict, dks: dict[str, bytes], room: str, seq: int, mid: str) -> dict:
+def open_sealed(body: dict, dks: dict[str, bytes], room: str, seq: int, mid: str, sender=None, kind=None) -> dict:
     assert body["scheme"] == "aesgcm", body
-    aad = json.dumps(["cf-messenger body v1", room, seq, mid], separators=(",", ":")).encode()
+    if body.get("v") == 2:  # bound to the author and kind too
+        aad = json.dumps(["cf-messenger body v2", room, seq, mid, sender, kind], separators=(",", ":")).encode()
+    else:
+        aad = json.dumps(["cf-messenger body v1", room, seq, mid], separators=(",", ":")).encode()
     plain = AESGCM(dks[body["kid"]]).decrypt(base64.b64decode(body["n"]), base64.b64decode(body["ct"]), aad)
     return json.loads(plain)
 
@@ -35,11 +38,12 @@ async def opened_lines(rt, text: str) -> list[dict]:
     for raw in text.splitlines():
         line = json.loads(raw)
         body = line.pop("body")
-        out.append({**line, **open_sealed(body, dks, line["room"], line["seq"], line["id"])})
+        out.append({**line, **open_sealed(body, dks, line["room"], line["seq"], line["id"], line["from"], line["kind"])})
     return out
 
 
 async def opened_rows(rt, rows: list[dict]) -> list[dict]:
     """D1 `messages` rows with their bodies opened."""
     dks = await data_keys(rt)
-    return [{**r, **open_sealed(json.loads(r["body"]), dks, r["room"], r["seq"], r["id"])} for r in rows]
+    return [{**r, **open_sealed(json.loads(r["body"]), dks, r["room"], r["seq"], r["id"], r["sender"], r["kind"])}
+            for r in rows]

@@ -293,15 +293,24 @@ def test_seal_then_open_round_trips_any_text(modules, text, room, seq):
 
 
 @settings(max_examples=50, deadline=None)
-@given(text=st.text(min_size=1, max_size=50), which=st.sampled_from(["room", "seq", "mid", "ct", "kid"]))
+@given(text=st.text(min_size=1, max_size=50),
+       which=st.sampled_from(["room", "seq", "mid", "ct", "kid", "sender", "kind", "version"]))
 def test_any_change_of_context_or_ciphertext_is_refused(modules, text, which):
     import pytest
 
     bodies = modules["bodies"]
     ring = _ring(modules)
-    sealed = bodies.seal_body({"text": text}, ring, "general", 7, "abc")
-    room, seq, mid = "general", 7, "abc"
-    if which == "room":
+    sealed = bodies.seal_body({"text": text}, ring, "general", 7, "abc", "ualice", "text")
+    assert sealed["v"] == 2
+    assert bodies.open_body(dict(sealed), ring, "general", 7, "abc", "ualice", "text") == {"text": text}
+    room, seq, mid, sender, kind = "general", 7, "abc", "ualice", "text"
+    if which == "sender":
+        sender = "ubob"
+    elif which == "kind":
+        kind = "wink"
+    elif which == "version":
+        del sealed["v"]                                      # relabelled as a v1 body: still refused
+    elif which == "room":
         room = "music"
     elif which == "seq":
         seq = 8
@@ -314,7 +323,7 @@ def test_any_change_of_context_or_ciphertext_is_refused(modules, text, which):
     else:
         sealed["kid"] = "dk-other"
     with pytest.raises(bodies.BodyError) as info:
-        bodies.open_body(sealed, ring, room, seq, mid)
+        bodies.open_body(sealed, ring, room, seq, mid, sender, kind)
     assert "cannot be decrypted" in str(info.value)
 
 
@@ -423,3 +432,27 @@ async def test_a_data_key_slipped_in_under_the_public_dev_key_never_seals_after_
         assert [m["text"] for m in await _history(rt, "general")] == ["before", "after"]
         rows = (await rt.env.DB.prepare("SELECT body FROM messages").all()).results
         assert all(json.loads(r["body"])["kid"] != kid for r in rows)
+
+
+# -- the associated data binds the author -------------------------------------------------------------
+
+async def test_a_message_moved_to_another_author_does_not_open(tmp_path):
+    """Someone with the disk rewrites who sent a stored message (room log, D1 row): the text must not
+    show under the other name; the message reads as unreadable instead."""
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "alice really said this")
+        await say(a, "and this too")
+        await rt.settle()
+        path = rt.storage("CHAT", "general").path
+        await rt.env.DB.prepare("UPDATE messages SET sender = 'ubob' WHERE seq = 1").run()
+        bob = await login(rt, "bob")
+        hits = (await api(rt, "GET", "/api/search?q=really", bob["accessToken"]))["results"]
+        assert [(h["from"], h.get("text"), h.get("unreadable")) for h in hits] == [("ubob", None, True)]
+    _edit_message(path, "m:000000000002", lambda m: m.update({"from": "ubob"}))
+    _edit_message(path, "m:000000000001", lambda m: m.update({"kind": "wink"}))
+    async with _runtime(tmp_path) as rt:
+        page = await _history(rt, "general")
+        assert [(m["from"], m.get("text"), m.get("unreadable")) for m in page] == [
+            ("ualice", None, True), ("ubob", None, True)]
