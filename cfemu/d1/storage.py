@@ -20,6 +20,7 @@ import apsw
 
 from ..objects import JsObject
 from ..sqlite import open_apsw
+from .counts import FullScanSteps, Plan, plan_of, rows_read, rows_written
 from .errors import D1_ERROR, NO_STATEMENTS, PARAMS_ONLY_LAST, d1_error, sqlite_message
 
 __all__ = ["D1Storage", "QueryResult", "D1_LIMITS", "SERVED_BY"]
@@ -128,6 +129,13 @@ def _js_shaped(row: tuple[Any, ...]) -> bool:
     return True
 
 
+_SCHEMA_CHANGES = frozenset({
+    apsw.SQLITE_CREATE_INDEX, apsw.SQLITE_CREATE_TABLE, apsw.SQLITE_CREATE_TRIGGER, apsw.SQLITE_CREATE_VIEW,
+    apsw.SQLITE_CREATE_VTABLE, apsw.SQLITE_DROP_INDEX, apsw.SQLITE_DROP_TABLE, apsw.SQLITE_DROP_TRIGGER,
+    apsw.SQLITE_DROP_VIEW, apsw.SQLITE_DROP_VTABLE, apsw.SQLITE_ALTER_TABLE,
+})
+
+
 class D1Storage:
     """The SQLite file behind one `[[d1_databases]]` entry."""
 
@@ -146,6 +154,8 @@ class D1Storage:
         self._deny_reason: str | None = None
         self.conn.authorizer = self._authorize
         self._sql_info: dict[str, tuple[bool, bool]] = {}
+        self._plans: dict[str, Plan] = {}  # for meta.rows_read/rows_written; emptied by DDL
+        self._full_scan_steps = FullScanSteps()
         self._page_size = self.conn.execute("PRAGMA page_size").fetchall()[0][0]
         self.conn.execute("SELECT count(*) FROM sqlite_master").get  # a read creates the -shm file
         self._committed = _CommittedSize(self.path)
@@ -156,6 +166,8 @@ class D1Storage:
     def _authorize(self, op: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None) -> int:
         if self._internal:
             return apsw.SQLITE_OK
+        if op in _SCHEMA_CHANGES:
+            self._plans.clear()  # an index or table may change how cached statements run
         if op in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_SAVEPOINT):
             self._deny_reason = "transaction"
             return apsw.SQLITE_DENY
@@ -227,15 +239,27 @@ class D1Storage:
         rows: list[tuple[Any, ...]] = []
         columns: list[str] | None = None
         cursor = conn.cursor()
+        plan = None
+        steps = self._full_scan_steps
+        steps.steps = 0
         if not multi:
-            cursor.execute(sql, params)
+            if want_meta:
+                plan = self._plan(sql, params)
+            profiled = plan is not None and plan.scans > 0
+            if profiled:
+                conn.trace_v2(apsw.SQLITE_TRACE_PROFILE, steps, id=FullScanSteps.TRACE_ID)
             try:
-                columns = [d[0] for d in cursor.get_description()]
-                readonly = cursor.is_readonly
-            except apsw.ExecutionCompleteError:
-                # No rows came back: treat it as a possible write (only costs a size check).
-                columns, readonly = None, False
-            rows.extend(cursor)
+                cursor.execute(sql, params)
+                try:
+                    columns = [d[0] for d in cursor.get_description()]
+                    readonly = cursor.is_readonly
+                except apsw.ExecutionCompleteError:
+                    # No rows came back: treat it as a possible write (only costs a size check).
+                    columns, readonly = None, False
+                rows.extend(cursor)
+            finally:
+                if profiled:
+                    conn.trace_v2(0, None, id=FullScanSteps.TRACE_ID)
         else:
             self._readonly = True
             self._earlier_params = False
@@ -270,12 +294,27 @@ class D1Storage:
             last_row_id=_d1_value(last_row_id),
             changed_db=changed,
             size_after=size,
-            # SQLite does not count the rows a statement visits; these approximate D1's counters.
-            rows_read=len(rows) if readonly else max(len(rows), changes),
-            rows_written=0 if readonly else changes,
+            # Stock SQLite does not count the rows a statement visits: see d1/counts.py.
+            rows_read=rows_read(plan, rows, steps.steps, readonly, changes),
+            rows_written=0 if readonly else rows_written(plan, changes),
             total_attempts=1,
         )
         return QueryResult(columns, rows, meta, sql, self)
+
+    def _plan(self, sql: str, params: Sequence[Any]) -> Plan | None:
+        """The statement's bytecode summary (counts.plan_of), cached per SQL text."""
+        plan = self._plans.get(sql)
+        if plan is None:
+            self._internal += 1
+            try:
+                plan = plan_of(self.conn, sql, params)
+            finally:
+                self._internal -= 1
+            if plan is not None:
+                if len(self._plans) > 512:
+                    self._plans.clear()
+                self._plans[sql] = plan
+        return plan
 
     def _trace(self, cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
         # Runs before each statement: note whether it writes, and (for several statements) keep
