@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from ..clock import Clock
+from ..errors import JsException
 from ..http import Headers
 from ..objects import JsObject
 from .errors import (
@@ -41,6 +42,9 @@ from .errors import (
     JsRangeError,
     JsTypeError,
     R2Failure,
+    SSEC_FORMAT,
+    SSEC_LENGTH,
+    SSEC_UNSUPPORTED,
     STREAM_LENGTH_UNKNOWN,
     js_string,
     r2_error,
@@ -148,6 +152,25 @@ def _check_value(action: str, value: Any) -> int:
     return size
 
 
+def _check_ssec_key(action: str, options: dict[str, Any]) -> None:
+    """workerd's checks of `ssecKey` (64 lower-case hex characters or 32 bytes); a valid key is then
+    refused, since cfemu keeps objects unencrypted."""
+    key = options.get("ssecKey")
+    if key is None:
+        return
+    if isinstance(key, str):
+        if not key or any(c not in "0123456789abcdef" for c in key):
+            raise JsException(SSEC_FORMAT)
+        if len(key) != 64:
+            raise JsException(SSEC_LENGTH)
+    elif isinstance(key, (bytes, bytearray, memoryview)):
+        if len(bytes(key)) != 32:
+            raise JsException(SSEC_LENGTH)
+    else:
+        raise JsTypeError("ssecKey must be a hex string or bytes.")
+    raise JsException(SSEC_UNSUPPORTED.format(action=action))
+
+
 def _options(positional: Any, keywords: dict[str, Any]) -> dict[str, Any]:
     # Python Workers pass JS options either as a dict or as keyword arguments.
     options = dict(positional) if isinstance(positional, dict) else {}
@@ -178,6 +201,7 @@ class R2Bucket:
         _check_key("get", key)
         cond = parse_conditional(options.get("onlyIf"))
         range_spec = validate_range(options.get("range"))
+        _check_ssec_key("get", options)
         row = self._storage.row(key)
         if row is None:
             return None
@@ -208,6 +232,7 @@ class R2Bucket:
         http = parse_http_metadata(options.get("httpMetadata"))
         expected = _expected_hash(options)
         storage_class = str(options.get("storageClass") or "Standard")
+        _check_ssec_key("put", options)
         _check_value("put", value)
         custom = _custom_metadata("put", options.get("customMetadata"))
         if cond is not None and not cond.allows(self._storage.row(key)):
@@ -303,6 +328,7 @@ class R2Bucket:
         _check_key("createMultipartUpload", key)
         http = parse_http_metadata(options.get("httpMetadata"))
         custom = _custom_metadata("createMultipartUpload", options.get("customMetadata"))
+        _check_ssec_key("createMultipartUpload", options)
         upload_id = self._storage.create_upload(key, http, custom, str(options.get("storageClass") or "Standard"))
         return R2MultipartUpload(self, key, upload_id)
 
@@ -328,9 +354,10 @@ class R2MultipartUpload:
         self.key = key
         self.uploadId = upload_id
 
-    async def uploadPart(self, partNumber: int, value: Any, options: Any = None) -> JsObject:
-        """Mirrors `upload.uploadPart(n, value)` -> `{partNumber, etag}`."""
+    async def uploadPart(self, partNumber: int, value: Any, options: Any = None, **kw: Any) -> JsObject:
+        """Mirrors `upload.uploadPart(n, value, {ssecKey})` -> `{partNumber, etag}`."""
         _check_part_number(partNumber)
+        _check_ssec_key("uploadPart", _options(options, kw))
         _check_key("uploadPart", self.key)
         _check_value("uploadPart", value)
         storage = self._bucket._storage

@@ -65,6 +65,12 @@ UPLOADED_PART_FIELD = ("Incorrect type for the '{field}' field on 'UploadedPart'
 INVALID_DATE = 'Invalid date in {header}: "{value}"'
 BAD_VALUE = ("{action}() value must be a string, bytes, a Blob, a ReadableStream of known length or None, "
              "not {type}")
+# workerd's checks of an `ssecKey` (plain Errors), and cfemu's refusal of a valid one: objects are not
+# stored encrypted here, so accepting the key would silently drop the protection the caller asked for.
+SSEC_FORMAT = "SSE-C Key has invalid format"
+SSEC_LENGTH = "SSE-C Key must be 32 bytes in length"
+SSEC_UNSUPPORTED = ("{action}: cfemu does not implement SSE-C (the ssecKey option); store the object without "
+                    "ssecKey or encrypt it before the put")
 # workerd's TypeError for a put/uploadPart body whose length is not known up front (r2-rpc.c++).
 STREAM_LENGTH_UNKNOWN = ("Provided readable stream must have a known length (request/response body or readable "
                          "half of FixedLengthStream)")
