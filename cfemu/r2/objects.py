@@ -3,7 +3,6 @@ parsing they share with the bucket (conditional requests, ranges, HTTP metadata)
 
 from __future__ import annotations
 
-import json as _json
 import math
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -413,7 +412,10 @@ class R2ObjectBody(R2Object):
         return (await self.arrayBuffer()).decode("utf-8", errors="replace")
 
     async def json(self) -> Any:
-        return _json.loads(await self.text())
+        """Mirrors `json()`: `JSON.parse` of the text (a JS SyntaxError when it is not JSON)."""
+        from ..kv.jsjson import parse
+
+        return parse(await self.text())
 
     async def blob(self) -> Any:
         """Mirrors `blob()`: the body as a `Blob` typed with the object's stored contentType."""

@@ -83,3 +83,13 @@ async def test_put_of_a_used_body_is_a_type_error_and_leaves_no_file(bucket, tmp
         await bucket.put("dst", src.body)
     assert await bucket.head("dst") is None
     assert list((Path(tmp_path) / "bucket" / "tmp").glob("*")) == []
+
+
+async def test_json_of_a_body_that_is_not_json_is_a_js_syntax_error(bucket):
+    from cfemu.errors import JsException
+
+    await bucket.put("bad", "{not json")
+    with pytest.raises(JsException) as info:
+        await (await bucket.get("bad")).json()
+    assert info.value.name == "SyntaxError"
+    assert not isinstance(info.value, ValueError)
