@@ -153,6 +153,8 @@ def openapi_document() -> dict:
             params += [{"name": n, "in": "query", "schema": {"type": "integer"}} for n in ("from", "to")]
             op["responses"]["200"] = {"description": "NDJSON, one audit record a line",
                                       "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+        if handler == "admin_rotate_keys":
+            params += [{"name": "reencrypt", "in": "query", "schema": {"type": "integer", "enum": [0, 1], "default": 1}}]
         if handler == "admin_stats":
             params += [{"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 168}}]
         if handler == "search":
@@ -490,7 +492,10 @@ class Default(WorkerEntrypoint):
     async def _admin_rotate_keys(self, request, claims, query):
         """An operator rotates the message data key (and re-wraps under the current master key)."""
         await self._admin(request, "rotate_keys")
-        result = await rekey.rotate_now(self.env, reencrypt_all=query.get("reencrypt", "1") != "0")
+        flag = query.get("reencrypt", "1")
+        if flag not in ("0", "1"):  # (any other word used to mean "yes": `false` re-encrypted everything)
+            raise ApiError("invalid_field", "reencrypt must be 0 or 1")
+        result = await rekey.rotate_now(self.env, reencrypt_all=flag == "1")
         await self._audit(request, "admin_action", "success", actor="admin", reason="rotate_keys")
         return result
 

@@ -456,3 +456,18 @@ async def test_a_message_moved_to_another_author_does_not_open(tmp_path):
         page = await _history(rt, "general")
         assert [(m["from"], m.get("text"), m.get("unreadable")) for m in page] == [
             ("ualice", None, True), ("ubob", None, True)]
+
+
+async def test_the_rotation_reencrypt_flag_is_documented_and_checked(tmp_path):
+    """`reencrypt` is a documented query parameter taking 0 or 1; anything else is a 400 naming it
+    (`reencrypt=false` used to mean "re-encrypt everything", the heavy opposite)."""
+    async with _runtime(tmp_path) as rt:
+        doc = await (await rt.fetch("/api/openapi.json")).json()
+        params = doc["paths"]["/api/admin/keys/rotate"]["post"].get("parameters", [])
+        assert [(p["name"], p["in"], p["schema"].get("enum")) for p in params] == [("reencrypt", "query", [0, 1])]
+        got = await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=false", ADMIN, expect=400)
+        assert got["error"] == {"code": "invalid_field", "message": "reencrypt must be 0 or 1"}
+        tables = (await rt.env.DB.prepare("SELECT name FROM sqlite_master WHERE name = 'message_keys'").all()).results
+        assert list(tables) == []                              # refused before anything was done
+        assert (await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=0", ADMIN))["current"]
+        assert (await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=1", ADMIN))["current"]
