@@ -41,6 +41,7 @@ from .errors import (
     UPLOADED_PART_FIELD,
     JsRangeError,
     JsTypeError,
+    LIST_OPTION_FIELD,
     R2Failure,
     SSEC_FORMAT,
     SSEC_LENGTH,
@@ -48,6 +49,7 @@ from .errors import (
     STREAM_LENGTH_UNKNOWN,
     js_string,
     r2_error,
+    usv,
 )
 from ..sdk.forms import Blob
 from .objects import KnownLengthStream, R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
@@ -63,6 +65,7 @@ _EAGER_READ = 1 << 20  # bodies up to this size are read at get() time
 def _check_key(action: str, key: Any) -> str:
     if not isinstance(key, str):
         raise JsTypeError(f"Failed to execute '{action}' on 'R2Bucket': parameter 1 is not of type 'string'.")
+    key = usv(key)
     # The R2 service (not workerd) checks names: an empty one is refused like one over 1024 bytes.
     if not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise r2_error(action, R2Failure(INVALID_OBJECT_NAME))
@@ -117,7 +120,7 @@ async def _chunks(value: Any) -> AsyncIterable[bytes]:
     if value is None:
         return
     if isinstance(value, str):
-        yield value.encode("utf-8")
+        yield usv(value).encode("utf-8")
     elif isinstance(value, (bytes, bytearray, memoryview)):
         yield bytes(value)
     elif isinstance(value, Blob):
@@ -133,7 +136,7 @@ def _check_value(action: str, value: Any) -> int:
     if value is None:
         size = 0
     elif isinstance(value, str):
-        size = len(value.encode("utf-8"))
+        size = len(usv(value).encode("utf-8"))
     elif isinstance(value, (bytes, bytearray)):
         size = len(value)
     elif isinstance(value, memoryview):
@@ -191,14 +194,14 @@ class R2Bucket:
 
     async def head(self, key: str) -> R2Object | None:
         """Mirrors `bucket.head(key)`: the object's metadata or None."""
-        _check_key("head", key)
+        key = _check_key("head", key)
         row = self._storage.row(key)
         return None if row is None else R2Object(row)
 
     async def get(self, key: str, options: Any = None, **kw: Any) -> R2ObjectBody | R2Object | None:
         """Mirrors `bucket.get(key, {onlyIf, range})`: body, None if missing, R2Object if onlyIf failed."""
         options = _options(options, kw)
-        _check_key("get", key)
+        key = _check_key("get", key)
         cond = parse_conditional(options.get("onlyIf"))
         range_spec = validate_range(options.get("range"))
         _check_ssec_key("get", options)
@@ -226,7 +229,7 @@ class R2Bucket:
     async def put(self, key: str, value: Any, options: Any = None, **kw: Any) -> R2Object | None:
         """Mirrors `bucket.put(key, value, options)`; None when `onlyIf` fails."""
         options = _options(options, kw)
-        _check_key("put", key)
+        key = _check_key("put", key)
         # workerd reads the options first, then the body's type and length.
         cond = parse_conditional(options.get("onlyIf"))
         http = parse_http_metadata(options.get("httpMetadata"))
@@ -265,8 +268,7 @@ class R2Bucket:
         key_list = [keys] if isinstance(keys, str) else list(keys)
         if not 1 <= len(key_list) <= MAX_DELETE_KEYS:
             raise r2_error("delete", R2Failure(DELETE_KEY_COUNT))
-        for key in key_list:
-            _check_key("delete", key)
+        key_list = [_check_key("delete", key) for key in key_list]
         self._storage.delete(key_list)
 
     async def list(self, options: Any = None, **kw: Any) -> JsObject:
@@ -282,10 +284,16 @@ class R2Bucket:
         for item in include:
             if item not in ("httpMetadata", "customMetadata"):
                 raise JsRangeError(UNSUPPORTED_INCLUDE.format(value=item))
-        prefix = str(options.get("prefix") or "")
-        delimiter = options.get("delimiter") or None
-        start_after = options.get("startAfter")
-        cursor = options.get("cursor")
+        strings = {}
+        for field in ("prefix", "delimiter", "startAfter", "cursor"):
+            value = options.get(field)
+            if value is not None and not isinstance(value, str):
+                raise JsTypeError(LIST_OPTION_FIELD.format(field=field))
+            strings[field] = usv(value) if value is not None else None
+        prefix = strings["prefix"] or ""
+        delimiter = strings["delimiter"] or None
+        start_after = strings["startAfter"]
+        cursor = strings["cursor"]
         if cursor:
             try:
                 after = base64.urlsafe_b64decode(cursor.encode()).decode("utf-8")
@@ -325,7 +333,7 @@ class R2Bucket:
     async def createMultipartUpload(self, key: str, options: Any = None, **kw: Any) -> R2MultipartUpload:
         """Mirrors `bucket.createMultipartUpload(key, {httpMetadata, customMetadata, storageClass})`."""
         options = _options(options, kw)
-        _check_key("createMultipartUpload", key)
+        key = _check_key("createMultipartUpload", key)
         http = parse_http_metadata(options.get("httpMetadata"))
         custom = _custom_metadata("createMultipartUpload", options.get("customMetadata"))
         _check_ssec_key("createMultipartUpload", options)
@@ -351,8 +359,8 @@ class R2MultipartUpload:
 
     def __init__(self, bucket: R2Bucket, key: str, upload_id: str) -> None:
         self._bucket = bucket
-        self.key = key
-        self.uploadId = upload_id
+        self.key = usv(key) if isinstance(key, str) else key
+        self.uploadId = usv(upload_id) if isinstance(upload_id, str) else upload_id
 
     async def uploadPart(self, partNumber: int, value: Any, options: Any = None, **kw: Any) -> JsObject:
         """Mirrors `upload.uploadPart(n, value, {ssecKey})` -> `{partNumber, etag}`."""

@@ -86,6 +86,20 @@ class R2Failure(Exception):
         super().__init__(self.message)
 
 
+def usv(text: str) -> str:
+    """`text` as workerd receives a JS string: lone surrogates become U+FFFD (V8's UTF-8 conversion),
+    and a surrogate pair held as two code points becomes the one character it encodes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+LIST_OPTION_FIELD = ("Incorrect type for the '{field}' field on 'R2ListOptions': the provided value is not of "
+                     "type 'string'.")
+
+
 def js_string(value: object) -> str:
     """`String(value)` of the JS value Pyodide makes of `value` (how workerd coerces string fields)."""
     if value is None:
@@ -102,7 +116,7 @@ def js_string(value: object) -> str:
         if value.is_integer() and abs(value) < 1e21:
             return str(int(value))
         return repr(value)
-    return str(value)
+    return usv(str(value))
 
 
 def r2_error(action: str, failure: R2Failure) -> JsException:
