@@ -25,10 +25,21 @@ FIRST_PRIMARY = "first-primary"
 FIRST_UNCONSTRAINED = "first-unconstrained"
 
 
+def _usv(text: str) -> str:
+    """A string as workerd sends it on: lone surrogates become U+FFFD (V8's UTF-8 conversion)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def _bind_value(value: Any) -> Any:
     """A Python value as D1 stores it; anything D1 has no type for is its D1_TYPE_ERROR."""
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
+    if isinstance(value, str):
+        return _usv(value)
     if isinstance(value, bool):
         return 1 if value else 0
     if isinstance(value, int):
@@ -125,7 +136,7 @@ class D1DatabaseSession:
     def prepare(self, query: str) -> D1PreparedStatement:
         if not isinstance(query, str):
             raise JsTypeError("Failed to execute 'prepare' on 'D1Database': parameter 1 is not of type 'string'.")
-        return D1PreparedStatement(self, query)
+        return D1PreparedStatement(self, _usv(query))
 
     async def batch(self, statements: Sequence[D1PreparedStatement]) -> list[JsObject]:
         """Mirrors `batch([...])`: one transaction, all or nothing; one result per statement."""
@@ -193,7 +204,9 @@ class D1Database:
 
     async def exec(self, query: str) -> JsObject:
         """Mirrors `db.exec(sql)`: statements one per line, no bindings -> `{count, duration}`."""
-        count, duration = self._storage.exec(query)
+        if not isinstance(query, str):
+            raise JsTypeError("Failed to execute 'exec' on 'D1Database': parameter 1 is not of type 'string'.")
+        count, duration = self._storage.exec(_usv(query))
         return JsObject(count=count, duration=duration)
 
     async def dump(self) -> bytes:
@@ -202,6 +215,8 @@ class D1Database:
 
     def withSession(self, constraintOrBookmark: str | None = None) -> D1DatabaseSession:
         """Mirrors `db.withSession(...)`; there are no replicas locally, so every read is current."""
+        if constraintOrBookmark is not None and not isinstance(constraintOrBookmark, str):
+            raise JsTypeError("Failed to execute 'withSession' on 'D1Database': parameter 1 is not of type 'string'.")
         value = (constraintOrBookmark or "").strip() or FIRST_UNCONSTRAINED
         return D1DatabaseSession(self._storage, value)
 
