@@ -124,3 +124,15 @@ def test_a_stale_dev_json_falls_back_to_the_files(tmp_path):
     assert run(app, "put", "test-bucket/a", "--pipe", input=b"body").exit_code == 0
     assert run(app, "get", "test-bucket/a", "--pipe").stdout_bytes == b"body"
     assert [o["key"] for o in json.loads(run(app, "list", "test-bucket", "--json").output)] == ["a"]
+
+
+def test_an_empty_key_is_a_one_line_error(tmp_path):
+    app = tmp_path / "app"
+    shutil.copytree(APP, app)
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"x")
+    for args in (["put", "test-bucket/", "--file", str(src)], ["get", "test-bucket/", "--pipe"],
+                 ["delete", "test-bucket/"]):
+        result = run(app, *args)
+        assert result.exit_code == 2
+        assert result.output.endswith("Error: Invalid value for OBJECT_PATH: 'test-bucket/' is not <bucket>/<key>\n")
