@@ -54,6 +54,7 @@ _DUMMY_HASH = auth.DEMO_ACCOUNTS[0]["hash"]
 ROTATE_CRON = "0 */6 * * *"
 _REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)  # for audit records
 ARCHIVE_CRON = "15 0 * * *"
+_RAY_ID = re.compile(r"[0-9a-f]{16}(-[A-Z]{3})?")  # a Cloudflare ray id: 16 hex digits, "-" data centre
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -209,7 +210,10 @@ class Default(WorkerEntrypoint):
     """Routes HTTP and WebSocket requests, consumes the delivery queue, runs the crons."""
 
     async def fetch(self, request):
-        rid = request.headers.get("cf-ray") or uuid.uuid4().hex[:16]
+        # Cloudflare's ray id when it is one (Cloudflare sets cf-ray itself); anything else a client
+        # sent would carry its text into answers and the audit trail: a generated id instead.
+        ray = request.headers.get("cf-ray") or ""
+        rid = ray if _RAY_ID.fullmatch(ray) else uuid.uuid4().hex[:16]
         _REQUEST_ID.set(rid)
         url = urlsplit(request.url)
         path = url.path

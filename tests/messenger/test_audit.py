@@ -305,3 +305,19 @@ async def test_a_failing_r2_write_keeps_the_records_buffered_and_the_alarm_retri
         assert calls and await _files(rt) == {}
         await rt.advance(61)
         assert [len(v) for v in (await _files(rt)).values()] == [2]
+
+
+async def test_a_client_chosen_request_id_cannot_put_free_text_in_the_audit_trail(tmp_path):
+    """`requestId` is Cloudflare's ray id (`cf-ray`, which Cloudflare sets itself); a request naming its
+    own, with text in it, gets a generated id instead, so the trail carries no text from a client."""
+    async with _runtime(tmp_path) as rt:
+        ray = "8e2f3c4d5a6b7c8d-AMS"
+        for header in ("zoe@example.com tried her password", ray):
+            resp = await rt.fetch("/api/auth/login", method="POST", headers={"cf-ray": header},
+                                  json={"username": "zoe", "password": "wrong-password"})
+            assert resp.status == 401
+        await rt.advance(61)
+        records = [r for r in await _records(rt) if r["event"] == "sign_in"]
+    assert [r["requestId"] == ray for r in records] == [False, True]
+    assert "zoe" not in json.dumps(records) and "example" not in json.dumps(records)
+    assert all(len(r["requestId"]) <= 24 for r in records)
