@@ -305,11 +305,9 @@ class D1Storage:
         """The statement's bytecode summary (counts.plan_of), cached per SQL text."""
         plan = self._plans.get(sql)
         if plan is None:
-            self._internal += 1
-            try:
-                plan = plan_of(self.conn, sql, params)
-            finally:
-                self._internal -= 1
+            # Under the same authorizer as the statement: a PRAGMA D1 refuses is not even compiled.
+            plan = plan_of(self.conn, sql, params)
+            self._deny_reason = None
             if plan is not None:
                 if len(self._plans) > 512:
                     self._plans.clear()

@@ -89,3 +89,13 @@ async def test_batch_statements_get_their_own_counts(db):
     results = await db.batch([db.prepare("SELECT * FROM t"), db.prepare("SELECT * FROM t WHERE id = 1"),
                               db.prepare("SELECT count(*) FROM t")])
     assert [r["meta"]["rows_read"] for r in results] == [N, 1, N]
+
+
+async def test_a_refused_pragma_is_not_compiled_for_its_counts(db, tmp_path):
+    from cfemu.errors import JsException
+
+    with pytest.raises(JsException) as info:
+        await db.prepare("PRAGMA journal_mode=DELETE").run()
+    assert str(info.value) == "D1_ERROR: not authorized: SQLITE_AUTH"
+    mode = db._storage.run_internal("PRAGMA journal_mode")[0][0]
+    assert mode == "wal"
