@@ -10,7 +10,6 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import JsException
-from ..http import Headers
 from ..objects import JsObject
 from .errors import (
     BAD_DIGEST,
@@ -43,9 +42,10 @@ from .errors import (
     JsTypeError,
     LIST_OPTION_FIELD,
     R2Failure,
-    SSEC_FORMAT,
-    SSEC_LENGTH,
+    SSEC_NOT_ENCRYPTED,
+    SSEC_REQUIRED,
     SSEC_UNSUPPORTED,
+    SSEC_WRONG_KEY,
     STREAM_LENGTH_UNKNOWN,
     js_string,
     r2_error,
@@ -53,6 +53,7 @@ from .errors import (
 )
 from ..sdk.forms import Blob
 from .objects import KnownLengthStream, R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
+from .ssec import DecryptingFile, key_md5, new_encryption, parse_key
 from .storage import UPLOAD_IN_PROGRESS, ObjectRow, R2Storage
 
 __all__ = ["R2Bucket", "R2MultipartUpload"]
@@ -155,23 +156,10 @@ def _check_value(action: str, value: Any) -> int:
     return size
 
 
-def _check_ssec_key(action: str, options: dict[str, Any]) -> None:
-    """workerd's checks of `ssecKey` (64 lower-case hex characters or 32 bytes); a valid key is then
-    refused, since cfemu keeps objects unencrypted."""
-    key = options.get("ssecKey")
-    if key is None:
-        return
-    if isinstance(key, str):
-        if not key or any(c not in "0123456789abcdef" for c in key):
-            raise JsException(SSEC_FORMAT)
-        if len(key) != 64:
-            raise JsException(SSEC_LENGTH)
-    elif isinstance(key, (bytes, bytearray, memoryview)):
-        if len(bytes(key)) != 32:
-            raise JsException(SSEC_LENGTH)
-    else:
-        raise JsTypeError("ssecKey must be a hex string or bytes.")
-    raise JsException(SSEC_UNSUPPORTED.format(action=action))
+def _refuse_ssec_key(action: str, options: dict[str, Any]) -> None:
+    """Multipart uploads take no `ssecKey` here: a valid one is refused rather than ignored."""
+    if parse_key(options) is not None:
+        raise JsException(SSEC_UNSUPPORTED.format(action=action))
 
 
 def _options(positional: Any, keywords: dict[str, Any]) -> dict[str, Any]:
@@ -204,10 +192,17 @@ class R2Bucket:
         key = _check_key("get", key)
         cond = parse_conditional(options.get("onlyIf"))
         range_spec = validate_range(options.get("range"))
-        _check_ssec_key("get", options)
+        ssec_key = parse_key(options)
         row = self._storage.row(key)
         if row is None:
             return None
+        if row.ssec is not None:
+            if ssec_key is None:
+                raise JsException(SSEC_REQUIRED.format(action="get"))
+            if key_md5(ssec_key) != row.ssec["keyMd5"]:
+                raise JsException(SSEC_WRONG_KEY.format(action="get"))
+        elif ssec_key is not None:
+            raise JsException(SSEC_NOT_ENCRYPTED.format(action="get"))
         if cond is not None and not cond.allows(row):
             return R2Object(row, range=(0, row.size))
         try:
@@ -216,6 +211,8 @@ class R2Bucket:
             raise r2_error("get", failure) from None
         offset, length = span if span is not None else (0, row.size)
         file = self._storage.open_blob(row.blob_id)
+        if row.ssec is not None:
+            file = DecryptingFile(file, ssec_key, row.ssec["iv"])
         if length <= _EAGER_READ:
             # Small bodies are read now so a later overwrite cannot change what this get saw.
             import io
@@ -235,14 +232,15 @@ class R2Bucket:
         http = parse_http_metadata(options.get("httpMetadata"))
         expected = _expected_hash(options)
         storage_class = str(options.get("storageClass") or "Standard")
-        _check_ssec_key("put", options)
+        ssec_key = parse_key(options)
         _check_value("put", value)
         custom = _custom_metadata("put", options.get("customMetadata"))
         if cond is not None and not cond.allows(self._storage.row(key)):
             return None  # checked again atomically at commit; this spares writing the body
         algorithms = (expected[0],) if expected else ()
+        ssec, encrypt = new_encryption(ssec_key) if ssec_key is not None else (None, None)
         with self._storage.writing():  # no clean-up may take the body before its row commits
-            blob = await self._storage.write_blob(_chunks(value), algorithms)
+            blob = await self._storage.write_blob(_chunks(value), algorithms, encrypt)
             try:
                 if blob.size > MAX_VALUE_SIZE:
                     raise R2Failure(ENTITY_TOO_LARGE)
@@ -254,7 +252,7 @@ class R2Bucket:
                         raise R2Failure(BAD_DIGEST, alg=name, provided=digest.hex(), actual=actual.hex())
                     checksums[field] = actual.hex()
                 row = ObjectRow(key, blob.blob_id, secrets.token_hex(16), blob.size, blob.digests["md5"].hex(),
-                                self._now_ms(), checksums, http, custom, storage_class)
+                                self._now_ms(), checksums, http, custom, storage_class, ssec)
                 self._storage.commit_put(row, cond.allows if cond is not None else None)
             except R2Failure as failure:
                 self._storage.discard_blob(blob.blob_id)
@@ -336,7 +334,7 @@ class R2Bucket:
         key = _check_key("createMultipartUpload", key)
         http = parse_http_metadata(options.get("httpMetadata"))
         custom = _custom_metadata("createMultipartUpload", options.get("customMetadata"))
-        _check_ssec_key("createMultipartUpload", options)
+        _refuse_ssec_key("createMultipartUpload", options)
         upload_id = self._storage.create_upload(key, http, custom, str(options.get("storageClass") or "Standard"))
         return R2MultipartUpload(self, key, upload_id)
 
@@ -365,7 +363,7 @@ class R2MultipartUpload:
     async def uploadPart(self, partNumber: int, value: Any, options: Any = None, **kw: Any) -> JsObject:
         """Mirrors `upload.uploadPart(n, value, {ssecKey})` -> `{partNumber, etag}`."""
         _check_part_number(partNumber)
-        _check_ssec_key("uploadPart", _options(options, kw))
+        _refuse_ssec_key("uploadPart", _options(options, kw))
         _check_key("uploadPart", self.key)
         _check_value("uploadPart", value)
         storage = self._bucket._storage

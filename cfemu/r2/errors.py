@@ -65,12 +65,17 @@ UPLOADED_PART_FIELD = ("Incorrect type for the '{field}' field on 'UploadedPart'
 INVALID_DATE = 'Invalid date in {header}: "{value}"'
 BAD_VALUE = ("{action}() value must be a string, bytes, a Blob, a ReadableStream of known length or None, "
              "not {type}")
-# workerd's checks of an `ssecKey` (plain Errors), and cfemu's refusal of a valid one: objects are not
-# stored encrypted here, so accepting the key would silently drop the protection the caller asked for.
+# workerd's checks of an `ssecKey` (plain Errors), and cfemu's refusal of one for multipart uploads
+# (not implemented: accepting the key would silently drop the protection the caller asked for).
 SSEC_FORMAT = "SSE-C Key has invalid format"
 SSEC_LENGTH = "SSE-C Key must be 32 bytes in length"
-SSEC_UNSUPPORTED = ("{action}: cfemu does not implement SSE-C (the ssecKey option); store the object without "
-                    "ssecKey or encrypt it before the put")
+SSEC_UNSUPPORTED = ("{action}: cfemu does not implement SSE-C (the ssecKey option) for multipart uploads; "
+                    "upload without ssecKey or encrypt the parts before uploading them")
+# cfemu's texts for reading an SSE-C object with no key, another key, or a key for a plain object: no
+# public source gives production's (R2's service answers these, not workerd).
+SSEC_REQUIRED = "{action}: this object is stored with SSE-C; pass the ssecKey it was stored with"
+SSEC_WRONG_KEY = "{action}: the ssecKey given is not the key this object was stored with"
+SSEC_NOT_ENCRYPTED = "{action}: this object is not stored with SSE-C; read it without ssecKey"
 # workerd's TypeError for a put/uploadPart body whose length is not known up front (r2-rpc.c++).
 STREAM_LENGTH_UNKNOWN = ("Provided readable stream must have a known length (request/response body or readable "
                          "half of FixedLengthStream)")

@@ -344,7 +344,7 @@ class R2Object:
         self.range = JsObject(offset=range[0], length=range[1]) if range is not None else None
         self.checksums = R2Checksums(row.checksums)
         self.storageClass = row.storage_class
-        self.ssecKeyMd5 = None
+        self.ssecKeyMd5 = row.ssec["keyMd5"] if row.ssec else None
 
     def writeHttpMetadata(self, headers: Headers) -> None:
         """Mirrors `writeHttpMetadata(headers)`: sets Content-Type & co. from httpMetadata."""

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS objects (
     checksums TEXT NOT NULL,
     http_metadata TEXT NOT NULL,
     custom_metadata TEXT NOT NULL,
-    storage_class TEXT NOT NULL
+    storage_class TEXT NOT NULL,
+    ssec TEXT
 );
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
@@ -84,13 +85,23 @@ class ObjectRow:
     http_metadata: dict[str, Any]
     custom_metadata: dict[str, str]
     storage_class: str
+    ssec: dict[str, str] | None = None  # SSE-C: {"keyMd5", "iv"} (hex) when the body is stored encrypted
 
     @classmethod
     def from_db(cls, r: tuple[Any, ...]) -> ObjectRow:
-        return cls(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]), json.loads(r[8]), r[9])
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]), json.loads(r[8]), r[9],
+                   json.loads(r[10]) if r[10] else None)
+
+    def values(self) -> tuple[Any, ...]:
+        """The row's columns in `_COLUMNS` order, as stored."""
+        return (self.key, self.blob_id, self.version, self.size, self.etag, self.uploaded, json.dumps(self.checksums),
+                json.dumps(self.http_metadata), json.dumps(self.custom_metadata), self.storage_class,
+                json.dumps(self.ssec) if self.ssec else None)
 
 
-_COLUMNS = "key, blob_id, version, size, etag, uploaded, checksums, http_metadata, custom_metadata, storage_class"
+_COLUMNS = ("key, blob_id, version, size, etag, uploaded, checksums, http_metadata, custom_metadata, storage_class, "
+            "ssec")
+_PLACEHOLDERS = ", ".join("?" * 11)
 
 
 @dataclass
@@ -115,6 +126,8 @@ class R2Storage:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.conn = open_apsw(self.root / "metadata.sqlite", synchronous=synchronous)
         self.conn.execute(_SCHEMA)
+        if "ssec" not in {r[1] for r in self.conn.execute("PRAGMA table_info(objects)")}:
+            self.conn.execute("ALTER TABLE objects ADD COLUMN ssec TEXT")  # a bucket from before SSE-C
         self.fault: Callable[[str], None] | None = None
         self._lock_path = self.root / "writers.lock"
         self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -172,8 +185,10 @@ class R2Storage:
     def blob_path(self, blob_id: str) -> Path:
         return self.blobs / blob_id[:2] / blob_id
 
-    async def write_blob(self, chunks: AsyncIterable[bytes], algorithms: tuple[str, ...] = ()) -> Blob:
-        """Stream a body to a temp file (hashing it), fsync, and rename it into place."""
+    async def write_blob(self, chunks: AsyncIterable[bytes], algorithms: tuple[str, ...] = (),
+                         transform: Callable[[bytes], bytes] | None = None) -> Blob:
+        """Stream a body to a temp file (hashing it, then `transform`ing it, e.g. encrypting), fsync,
+        and rename it into place."""
         blob_id = secrets.token_hex(16)
         temp = self.tmp / blob_id
         hashes = {"md5": hashlib.md5()}
@@ -183,10 +198,10 @@ class R2Storage:
         try:
             with open(temp, "wb") as f:
                 async for chunk in chunks:
-                    f.write(chunk)
                     size += len(chunk)
                     for h in hashes.values():
                         h.update(chunk)
+                    f.write(transform(chunk) if transform is not None else chunk)
                 f.flush()
                 if self._fsync:
                     os.fsync(f.fileno())
@@ -224,9 +239,7 @@ class R2Storage:
             if allowed is not None and not allowed(existing):
                 raise R2Failure(PRECONDITION_FAILED)
             self.conn.execute(
-                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.key, row.blob_id, row.version, row.size, row.etag, row.uploaded, json.dumps(row.checksums),
-                 json.dumps(row.http_metadata), json.dumps(row.custom_metadata), row.storage_class))
+                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", row.values())
             if existing is not None and existing.blob_id != row.blob_id:
                 old_blob = existing.blob_id
         self._step("committed")
@@ -317,9 +330,7 @@ class R2Storage:
             if existing is not None:
                 old.append(existing.blob_id)
             self.conn.execute(
-                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.key, row.blob_id, row.version, row.size, row.etag, row.uploaded, json.dumps(row.checksums),
-                 json.dumps(row.http_metadata), json.dumps(row.custom_metadata), row.storage_class))
+                f"INSERT OR REPLACE INTO objects ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", row.values())
             old += [b for (b,) in self.conn.execute("DELETE FROM parts WHERE upload_id = ? RETURNING blob_id", (upload_id,))]
             self.conn.execute("UPDATE uploads SET state = ? WHERE upload_id = ?", (UPLOAD_COMPLETED, upload_id))
         self._step("committed")
