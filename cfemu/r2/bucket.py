@@ -40,6 +40,7 @@ from .errors import (
     UPLOADED_PART_FIELD,
     JsRangeError,
     JsTypeError,
+    LIST_INCLUDE_TYPE,
     LIST_OPTION_FIELD,
     R2Failure,
     SSEC_NOT_ENCRYPTED,
@@ -279,6 +280,9 @@ class R2Bucket:
             raise r2_error("list", R2Failure(INVALID_MAX_KEYS))
         limit = int(limit)
         include = options.get("include") or []
+        if not isinstance(include, (list, tuple)):
+            # jsg wants an array here: a string ("httpMetadata") is not one.
+            raise JsTypeError(LIST_INCLUDE_TYPE)
         for item in include:
             if item not in ("httpMetadata", "customMetadata"):
                 raise JsRangeError(UNSUPPORTED_INCLUDE.format(value=item))

@@ -101,6 +101,8 @@ def usv(text: str) -> str:
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+LIST_INCLUDE_TYPE = ("Incorrect type for the 'include' field on 'R2ListOptions': the provided value is not of "
+                     "type 'Array'.")
 LIST_OPTION_FIELD = ("Incorrect type for the '{field}' field on 'R2ListOptions': the provided value is not of "
                      "type 'string'.")
 

@@ -49,3 +49,13 @@ async def test_a_resumed_upload_with_a_lone_surrogate_id_is_an_r2_error(bucket):
     with pytest.raises(JsException) as info:
         await bucket.resumeMultipartUpload("k", "\ud800").abort()
     assert str(info.value) == "abortMultipartUpload: We encountered an internal error. Please try again. (10001)"
+
+
+async def test_include_given_as_a_string_is_a_type_error(bucket):
+    # Was "Unsupported include value h": the string was iterated character by character.
+    with pytest.raises(JsTypeError) as info:
+        await bucket.list(include="httpMetadata")
+    assert str(info.value) == ("Incorrect type for the 'include' field on 'R2ListOptions': the provided value is "
+                               "not of type 'Array'.")
+    listed = await bucket.list(include=("httpMetadata",))
+    assert listed["objects"] == []
