@@ -19,6 +19,7 @@ from js import Object
 from pyodide.ffi import to_js
 
 import bodies
+import events
 import keys
 from bots import day_of
 from naming import may_join
@@ -40,7 +41,7 @@ SCHEMA = [
 
 def terms(env, text: str) -> list[str]:
     """Keyed hashes of the distinct lower-cased words of `text`."""
-    key = str(getattr(env, "SEARCH_KEY", None) or _DEFAULT_KEY).encode()
+    key = events.secret_key(env, "SEARCH_KEY", _DEFAULT_KEY).encode()
     words = sorted({w.lower() for w in _WORD.findall(text or "")})
     return [hmac.new(key, w.encode(), hashlib.sha256).hexdigest()[:32] for w in words]
 

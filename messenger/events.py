@@ -12,16 +12,31 @@ import hmac
 from js import Object
 from pyodide.ffi import to_js
 
-__all__ = ["EVENTS", "keyed_hash", "emit"]
+__all__ = ["EVENTS", "keyed_hash", "secret_key", "emit"]
 
 EVENTS = ("login_success", "login_failure", "message_sent", "ai_invocation", "rate_limited",
           "ws_connect", "ws_disconnect", "delivery_latency", "token_refresh", "session_revoked", "account_deleted", "rum")
 _DEFAULT_KEY = "cf-messenger-local-analytics-key"
+_warned: set = set()
+
+
+def secret_key(env, name: str, default: str) -> str:
+    """The secret `name`, or the public local `default` with a warning (once per isolate): keyed hashes
+    under a key everyone knows can be reversed (an IPv4 address by trying them all, a search term by
+    trying a dictionary), so production must set the secret."""
+    value = getattr(env, name, None)
+    if value:
+        return str(value)
+    if name not in _warned:
+        _warned.add(name)
+        print(f"messenger: {name} is not set: its public LOCAL DEVELOPMENT default is used, so its keyed "
+              "hashes can be reversed; set the secret in production")
+    return default
 
 
 def keyed_hash(env, value: str) -> str:
     """16 hex chars of HMAC(ANALYTICS_KEY, value): stable per user, useless without the key."""
-    key = getattr(env, "ANALYTICS_KEY", None) or _DEFAULT_KEY
+    key = secret_key(env, "ANALYTICS_KEY", _DEFAULT_KEY)
     return hmac.new(str(key).encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
 
 

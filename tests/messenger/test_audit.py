@@ -321,3 +321,23 @@ async def test_a_client_chosen_request_id_cannot_put_free_text_in_the_audit_trai
     assert [r["requestId"] == ray for r in records] == [False, True]
     assert "zoe" not in json.dumps(records) and "example" not in json.dumps(records)
     assert all(len(r["requestId"]) <= 24 for r in records)
+
+
+async def test_public_default_hash_keys_are_warned_about_like_the_master_key(tmp_path, capfd, modules):
+    """Without ANALYTICS_KEY the audit trail's `client` is HMAC under a key in the source: any IPv4
+    address is found by trying all 2^32; without SEARCH_KEY the search index gives away the words of
+    encrypted messages to a dictionary.  Like MESSAGE_MASTER_KEY, running on the defaults is logged."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    modules["events"]._warned.clear()                 # (once per process: the modules are shared)
+    async with _runtime(tmp_path / "a") as rt:
+        bob = await login(rt, "bob")
+        await api(rt, "GET", "/api/search?q=hello", bob["accessToken"])
+    out = capfd.readouterr().out
+    for name in ("ANALYTICS_KEY", "SEARCH_KEY"):
+        assert out.count(f"messenger: {name} is not set: its public LOCAL DEVELOPMENT default is used") == 1, name
+    async with _runtime(tmp_path / "b", ANALYTICS_KEY="k" * 32, SEARCH_KEY="s" * 32) as rt:
+        bob = await login(rt, "bob")
+        await api(rt, "GET", "/api/search?q=hello", bob["accessToken"])
+    out = capfd.readouterr().out
+    assert "ANALYTICS_KEY is not set" not in out and "SEARCH_KEY is not set" not in out
