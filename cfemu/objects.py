@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["JsObject", "JsBuffer", "JsDate", "to_js_object", "to_py"]
+__all__ = ["JsObject", "JsBuffer", "JsDate", "to_js_object", "to_py", "usv"]
 
 
 class JsObject(dict):
@@ -93,3 +93,13 @@ def to_js_object(value: Any) -> Any:
     if isinstance(value, list):
         return [to_js_object(v) for v in value]
     return value
+
+
+def usv(text: str) -> str:
+    """`text` as workerd receives a JS string: lone surrogates become U+FFFD (V8's UTF-8 conversion),
+    and a surrogate pair held as two code points becomes the one character it encodes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

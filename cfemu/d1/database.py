@@ -6,7 +6,7 @@ import math
 from typing import Any, Sequence
 
 from ..errors import JsTypeError
-from ..objects import JsObject
+from ..objects import JsObject, usv
 from .errors import (
     COLUMN_NOT_FOUND,
     COLUMN_NOT_FOUND_CAUSE,
@@ -25,21 +25,12 @@ FIRST_PRIMARY = "first-primary"
 FIRST_UNCONSTRAINED = "first-unconstrained"
 
 
-def _usv(text: str) -> str:
-    """A string as workerd sends it on: lone surrogates become U+FFFD (V8's UTF-8 conversion)."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
 def _bind_value(value: Any) -> Any:
     """A Python value as D1 stores it; anything D1 has no type for is its D1_TYPE_ERROR."""
     if value is None:
         return value
     if isinstance(value, str):
-        return _usv(value)
+        return usv(value)
     if isinstance(value, bool):
         return 1 if value else 0
     if isinstance(value, int):
@@ -136,7 +127,7 @@ class D1DatabaseSession:
     def prepare(self, query: str) -> D1PreparedStatement:
         if not isinstance(query, str):
             raise JsTypeError("Failed to execute 'prepare' on 'D1Database': parameter 1 is not of type 'string'.")
-        return D1PreparedStatement(self, _usv(query))
+        return D1PreparedStatement(self, usv(query))
 
     async def batch(self, statements: Sequence[D1PreparedStatement]) -> list[JsObject]:
         """Mirrors `batch([...])`: one transaction, all or nothing; one result per statement."""
@@ -206,7 +197,7 @@ class D1Database:
         """Mirrors `db.exec(sql)`: statements one per line, no bindings -> `{count, duration}`."""
         if not isinstance(query, str):
             raise JsTypeError("Failed to execute 'exec' on 'D1Database': parameter 1 is not of type 'string'.")
-        count, duration = self._storage.exec(_usv(query))
+        count, duration = self._storage.exec(usv(query))
         return JsObject(count=count, duration=duration)
 
     async def dump(self) -> bytes:

@@ -50,8 +50,8 @@ from .errors import (
     STREAM_LENGTH_UNKNOWN,
     js_string,
     r2_error,
-    usv,
 )
+from ..objects import usv
 from ..sdk.forms import Blob
 from .objects import KnownLengthStream, R2Object, R2ObjectBody, parse_conditional, parse_http_metadata, resolve_range, validate_range
 from .ssec import DecryptingFile, key_md5, new_encryption, parse_key

@@ -7,6 +7,7 @@ TypeErrors/RangeErrors with their own texts.
 from __future__ import annotations
 
 from ..errors import JsException, JsRangeError, JsTypeError
+from ..objects import usv
 
 __all__ = [
     "MAX_KEY_BYTES", "MAX_LIST_KEYS", "MAX_DELETE_KEYS", "MAX_VALUE_SIZE", "MAX_CUSTOM_METADATA",
@@ -89,16 +90,6 @@ class R2Failure(Exception):
         self.message = message.format(**fmt) if fmt else message
         self.code = code
         super().__init__(self.message)
-
-
-def usv(text: str) -> str:
-    """`text` as workerd receives a JS string: lone surrogates become U+FFFD (V8's UTF-8 conversion),
-    and a surrogate pair held as two code points becomes the one character it encodes."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 LIST_INCLUDE_TYPE = ("Incorrect type for the 'include' field on 'R2ListOptions': the provided value is not of "
