@@ -609,11 +609,22 @@ class Default(WorkerEntrypoint):
             await directory(self.env).rotateKeys()
         elif controller.cron == ARCHIVE_CRON:
             yesterday = bots.day_of(controller.scheduledTime - 86_400_000)
-            await archive.export_day(self.env, yesterday)
-            # Retention for the cold copies (each room purges its own log with its alarm).
-            await retention.purge_cold(self.env, controller.scheduledTime)
-            await rekey.maintain(self.env)  # message keys: rewrap, rotate when due, legacy bodies sealed
-            await audit.purge(self.env, controller.scheduledTime)
+            at = controller.scheduledTime
+            # Each step on its own: one failing (R2 or D1 down, a bad var) must not stop the others.
+            failed = []
+            for name, step in (("archive export", lambda: archive.export_day(self.env, yesterday)),
+                               # Retention for the cold copies (each room purges its own log with its alarm).
+                               ("retention", lambda: retention.purge_cold(self.env, at)),
+                               # Message keys: rewrap, rotate when due, legacy bodies sealed.
+                               ("key maintenance", lambda: rekey.maintain(self.env)),
+                               ("audit retention", lambda: audit.purge(self.env, at))):
+                try:
+                    await step()
+                except Exception as error:
+                    print(f"messenger: daily cron: {name} failed: {error!r}")
+                    failed.append(name)
+            if failed:  # the cron run is reported failed (as Cloudflare shows it) once the rest ran
+                raise RuntimeError(f"daily cron steps failed: {', '.join(failed)}")
 
 
 def _int_param(query: dict, name: str, default: int) -> int:

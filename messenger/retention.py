@@ -76,8 +76,9 @@ async def purge_cold(env, now_ms: int) -> dict:
         where = "ts < ?"
         params: list = [default_cutoff]
         if special:
-            where += f" AND room NOT IN ({','.join('?' for _ in special)})"
-            params += list(special)
+            # One parameter however many rooms differ (D1 binds at most 100).
+            where += " AND room NOT IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(special)))
         statements += archive.delete_statements(db, where, params)
         try:
             results = await db.batch(statements)

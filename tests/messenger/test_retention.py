@@ -96,3 +96,45 @@ async def test_inbox_pointers_to_purged_messages_are_dropped(rt):
     assert await api(rt, "GET", "/api/inbox", bob["accessToken"]) == {"pointers": [], "counts": {}}
     users = await api(rt, "GET", "/api/users", bob["accessToken"])
     assert [u["unread"] for u in users["offline"] if u["id"] == "ualice"] == [0]
+
+
+async def test_many_room_overrides_still_purge_and_a_failing_cron_step_stops_no_other(tmp_path):
+    """ROOM_RETENTION_DAYS naming more rooms than D1 binds parameters (100) made the purge's statement
+    fail, and with it the rest of the daily cron (key maintenance, audit retention)."""
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    table = {f"club{i}": 90 for i in range(120)}
+    config = test_config(tmp_path, {"ROOM_RETENTION_DAYS": json.dumps(table), "AUDIT_RETENTION_DAYS": "2"})
+    async with Runtime.from_config(config, persist_to=tmp_path / "state") as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "ancient words")
+        await a.close()
+        await rt.advance(32 * 86_400)
+        rows = (await rt.env.DB.prepare("SELECT count(*) AS n FROM messages").all()).results
+        assert rows[0]["n"] == 0
+        audit_files = [o.key for o in (await rt.env.ARCHIVE.list(prefix="audit/")).objects]
+        assert audit_files == []                        # the sign-in's record is past its 2 days
+
+
+async def test_a_failing_purge_does_not_stop_the_audit_retention_after_it(tmp_path):
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    config = test_config(tmp_path, {"AUDIT_RETENTION_DAYS": "2"})
+    async with Runtime.from_config(config, persist_to=tmp_path / "state") as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        await say(a, "ancient words")
+        await a.close()
+        await rt.advance(86_400)
+        await rt.env.DB.prepare("CREATE TRIGGER no_delete BEFORE DELETE ON messages "
+                                "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END").run()
+        await rt.advance(28 * 86_400)
+        await login(rt, "alice")                        # an audit record two days before the purge fails
+        await rt.advance(86_400)
+        assert [o.key for o in (await rt.env.ARCHIVE.list(prefix="audit/")).objects]
+        await rt.advance(4 * 86_400)                    # from day 30 the message purge fails every day
+        assert (await rt.env.DB.prepare("SELECT count(*) AS n FROM messages").all()).results[0]["n"] == 1
+        assert [o.key for o in (await rt.env.ARCHIVE.list(prefix="audit/")).objects] == []
