@@ -248,6 +248,15 @@ async def read_day(env, room: str, day: str) -> list[dict] | None:
 _RESEAL_PAGE = 200
 
 
+def _load_line(raw: str):
+    """A day-file line as an object, or the raw text when it is not a JSON object (kept verbatim)."""
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return raw
+    return line if isinstance(line, dict) and {"room", "seq", "id"} <= set(line) else raw
+
+
 async def reseal_d1(env, everything: bool = False) -> dict:
     """Re-encryption of D1 bodies with the current data key: the legacy plain ones, or (`everything`)
     every one sealed with another key.  Each update is conditional on the body being unchanged, so a
@@ -257,8 +266,11 @@ async def reseal_d1(env, everything: bool = False) -> dict:
         return {"resealed": 0, "unreadable": 0}
     ring = await keys.keyring(env, fresh=True)
     cursor, done, bad = "", 0, 0
-    sql = ("SELECT id, room, seq, sender, kind, body FROM messages WHERE id > ? AND (json_extract(body, '$.scheme') IS NOT 'aesgcm'"
-           " OR (? AND json_extract(body, '$.kid') IS NOT ?)) ORDER BY id LIMIT ?")
+    # (CASE: json_extract raises on a body that is not JSON, which would stop the whole run; such a
+    # row is selected and counted unreadable like any body that does not open.)
+    sql = ("SELECT id, room, seq, sender, kind, body FROM messages WHERE id > ? AND CASE WHEN json_valid(body) THEN"
+           " (json_extract(body, '$.scheme') IS NOT 'aesgcm' OR (? AND json_extract(body, '$.kid') IS NOT ?))"
+           " ELSE 1 END ORDER BY id LIMIT ?")
     while True:
         try:
             rows = _rows(await db.prepare(sql).bind(cursor, 1 if everything else 0, ring.current, _RESEAL_PAGE).all())
@@ -309,12 +321,16 @@ async def reseal_r2(env, everything: bool = False) -> dict:
             got = await bucket.get(obj.key)
             if got is None:
                 continue
-            lines = [json.loads(x) for x in (await got.text()).splitlines() if x.strip()]
-            want = {bodies.kid_of(x.get("body")) for x in lines} - {None}
+            lines = [_load_line(x) for x in (await got.text()).splitlines() if x.strip()]
+            want = {bodies.kid_of(x.get("body")) for x in lines if isinstance(x, dict)} - {None}
             if want - set(ring.keys):
                 ring = await keys.keyring(env, want)
             changed = 0
             for i, line in enumerate(lines):
+                if isinstance(line, str):  # not a message's JSON object: kept as it is, counted
+                    print(f"archive: {obj.key}: a line is not a JSON object; not re-encrypted")
+                    bad += 1
+                    continue
                 meta = {k: v for k, v in line.items() if k not in ("text", "wink", "body")}
                 if "body" not in line:
                     content = {k: line[k] for k in ("text", "wink") if k in line}
@@ -332,7 +348,8 @@ async def reseal_r2(env, everything: bool = False) -> dict:
                                                              line.get("from"), line.get("kind"))}
                 changed += 1
             if changed:
-                text = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines)
+                text = "".join((x if isinstance(x, str) else json.dumps(x, separators=(",", ":"))) + "\n"
+                               for x in lines)
                 # Only over the version read: a file rewritten meanwhile (an account deletion dropping
                 # lines) is not overwritten with what it held before; the next run takes it up.
                 put = await bucket.put(obj.key, text, httpMetadata=_js({"contentType": "application/x-ndjson"}),

@@ -471,3 +471,25 @@ async def test_the_rotation_reencrypt_flag_is_documented_and_checked(tmp_path):
         assert list(tables) == []                              # refused before anything was done
         assert (await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=0", ADMIN))["current"]
         assert (await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=1", ADMIN))["current"]
+
+
+async def test_a_mangled_stored_body_costs_one_message_not_the_whole_reencryption(tmp_path):
+    """A D1 body that is not JSON (or an R2 day-file line that is not) is counted unreadable; the other
+    bodies are still re-encrypted, and the admin call answers instead of a 500."""
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        for text in ("one", "two", "three"):
+            await say(a, text)
+        await a.close()
+        await rt.advance(86_400)                                 # day files in R2
+        await rt.env.DB.prepare("UPDATE messages SET body = 'not json {' WHERE seq = 2").run()
+        key = (await rt.env.ARCHIVE.list(prefix="archive/")).objects[0].key
+        text = await (await rt.env.ARCHIVE.get(key)).text()
+        lines = text.splitlines()
+        await rt.env.ARCHIVE.put(key, "\n".join([lines[0], "{broken", *lines[1:]]) + "\n")
+        got = await api(rt, "POST", "/api/admin/keys/rotate", ADMIN)
+        assert got["reencrypted"]["d1"] == {"resealed": 2, "unreadable": 1}
+        assert got["reencrypted"]["r2"]["lines"] == 3 and got["reencrypted"]["r2"]["unreadable"] == 1
+        rows = (await rt.env.DB.prepare("SELECT seq, body FROM messages ORDER BY seq").all()).results
+        assert [json.loads(r["body"])["kid"] for r in rows if r["seq"] != 2] == [got["current"]] * 2
