@@ -139,8 +139,9 @@ async def _keys(bucket, prefix: str) -> list[str]:
         cursor = page.cursor
 
 
-async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -> tuple[list[str], bool]:
-    """(NDJSON lines of the records with from_ms <= ts < to_ms in R2, in order; truncated?)."""
+async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -> tuple[list[str], bool, int]:
+    """(NDJSON lines of the records with from_ms <= ts < to_ms in R2, in order; truncated?; how many
+    lines were skipped because they are not records (a damaged file))."""
     bucket = env.ARCHIVE
     # A batch is named for its first record's hour; its last record is at most one flush interval
     # later, so files from one hour (plus that interval) before `from_ms` may still hold records.
@@ -152,7 +153,8 @@ async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -
         keys += [k for k in await _keys(bucket, prefix) if (_key_hour_ms(k) or 0) + 3_600_000 > start
                  and (_key_hour_ms(k) or 0) < to_ms]
         day += DAY_MS
-    lines: list[tuple[int, int, str]] = []
+    lines: list[tuple[int, int, str, str]] = []
+    skipped = 0
     for key in keys:
         obj = await bucket.get(key)
         if obj is None:
@@ -160,12 +162,20 @@ async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -
         for n, line in enumerate((await obj.text()).splitlines()):
             if not line.strip():
                 continue
-            ts = json.loads(line).get("ts", 0)
+            try:
+                ts = json.loads(line).get("ts")
+            except (ValueError, AttributeError):
+                ts = None
+            if not isinstance(ts, int) or isinstance(ts, bool):  # not a record: one damaged line, not the export
+                skipped += 1
+                continue
             if from_ms <= ts < to_ms:
                 lines.append((ts, n, key, line))
     lines.sort(key=lambda t: (int(t[2].rsplit("-", 1)[1][:-len(".ndjson")]), t[1]))  # batch sequence, line
     truncated = len(lines) > limit
-    return [t[3] for t in lines[:limit]], truncated
+    if skipped:
+        print(f"audit: export skipped {skipped} line(s) that are not records")
+    return [t[3] for t in lines[:limit]], truncated, skipped
 
 
 async def purge(env, now_ms: int) -> int:

@@ -470,11 +470,13 @@ class Default(WorkerEntrypoint):
             raise ApiError("invalid_field", "export at most 31 days at a time")
         await self._audit(request, "admin_action", "success", actor="admin", reason="audit_export")
         await self.env.AUDIT.getByName("log").flush()  # what is still buffered is exported too
-        lines, truncated = await audit.read(self.env, from_ms, to_ms)
+        lines, truncated, skipped = await audit.read(self.env, from_ms, to_ms)
         headers = {**SECURITY_HEADERS, "content-type": "application/x-ndjson; charset=utf-8",
                    "x-audit-records": str(len(lines))}
         if truncated:
             headers["x-audit-truncated"] = "true"
+        if skipped:
+            headers["x-audit-skipped"] = str(skipped)
         return self._cors(request, Response("".join(line + "\n" for line in lines), headers=headers))
 
     async def _admin_stats(self, request, claims, query):

@@ -341,3 +341,16 @@ async def test_public_default_hash_keys_are_warned_about_like_the_master_key(tmp
         await api(rt, "GET", "/api/search?q=hello", bob["accessToken"])
     out = capfd.readouterr().out
     assert "ANALYTICS_KEY is not set" not in out and "SEARCH_KEY is not set" not in out
+
+
+async def test_an_export_over_a_damaged_audit_file_skips_its_bad_lines_and_says_so(tmp_path):
+    """A line that is not a record (cut short, edited by hand) used to make the whole export a 500."""
+    async with _runtime(tmp_path) as rt:
+        await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
+        await rt.advance(61)
+        (key,) = [o.key for o in (await rt.env.ARCHIVE.list(prefix="audit/")).objects]
+        good = await (await rt.env.ARCHIVE.get(key)).text()
+        await rt.env.ARCHIVE.put(key, good + '{"ts": "soon", "event": "x"}\n{"ts": 12\n[1, 2]\n')
+        resp, text = await _export(rt)
+        assert [json.loads(line)["event"] for line in text.splitlines()] == ["sign_up", "admin_action"]
+        assert resp.headers.get("x-audit-skipped") == "3"
