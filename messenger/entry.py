@@ -433,11 +433,22 @@ class Default(WorkerEntrypoint):
         expected = str(getattr(self.env, "ADMIN_TOKEN", "") or "")
         if not expected:
             raise ApiError("forbidden", "the admin API is disabled (no ADMIN_TOKEN secret)")
+        # Wrong tokens count per client address: past the limit nothing is checked (no brute force of
+        # the token), and only the first refusal of the spell is audited (no flood of the trail).
+        limiter = self.env.LIMITER.getByName("loginip:" + self._address_key(request))
+        verdict = py(await limiter.peek("admin_ip"))
+        if not verdict["ok"]:
+            events.emit(self.env, "rate_limited", blobs=("admin_ip",))
+            if verdict.get("audit", True):
+                await self._audit(request, "rate_limited", "denied", reason="admin_ip")
+            raise _throttled("too many wrong admin tokens from this address", verdict["retryAfterMs"])
         header = request.headers.get("authorization") or ""
         if not header.lower().startswith("bearer "):
+            await limiter.take("admin_ip")
             await self._audit(request, "admin_action", "denied", actor="admin", reason=action)
             raise ApiError("not_authenticated", "send Authorization: Bearer <admin token>")
         if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            await limiter.take("admin_ip")
             await self._audit(request, "admin_action", "denied", actor="admin", reason=action)
             raise ApiError("forbidden", "not the admin token")
 

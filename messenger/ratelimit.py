@@ -36,8 +36,10 @@ __all__ = ["LIMITS", "take", "refund", "empty", "login_begin", "login_end", "Rat
 # (kept so those records still parse; nothing counts it any more).
 # "register_ip" counts accounts created from one address (same instance): 10 an hour, or the var
 # REGISTER_PER_HOUR (a benchmark registering many users from one machine raises it).
+# "admin_ip" counts wrong admin tokens from one address (same instance): a brute force of ADMIN_TOKEN
+# stops after 20 in 15 minutes, and so does the audit record each refusal writes.
 LIMITS = {"chat": (15, 60_000), "nudge": (1, 5_000), "login_failure": (10, 15 * 60_000),
-          "login_ip": (50, 15 * 60_000), "register_ip": (10, 3600_000)}
+          "login_ip": (50, 15 * 60_000), "register_ip": (10, 3600_000), "admin_ip": (20, 15 * 60_000)}
 
 LOGIN_WINDOW_MS = 15 * 60_000
 LOGIN_PAIR_LIMIT = 10        # failures per (account, address) in the window
@@ -226,9 +228,13 @@ class RateLimiter(DurableObject):
         return json.dumps({"ok": True})
 
     async def peek(self, kind: str) -> str:
-        """Would one more `kind` event be allowed now? Counts nothing: JSON {"ok", "retryAfterMs"}."""
+        """Would one more `kind` event be allowed now? Counts nothing: JSON {"ok", "retryAfterMs"} (and,
+        refused, "audit": whether this is the first refusal of its spell)."""
         if kind not in LIMITS:
             return json.dumps({"ok": False, "retryAfterMs": 0, "error": f"unknown limit {kind!r}"})
         raw = await self.ctx.storage.get("rl")
-        allowed, _record, retry = take(json.loads(raw) if raw else None, kind, Date.now())
-        return json.dumps({"ok": allowed, "retryAfterMs": retry})
+        now = Date.now()
+        allowed, _record, retry = take(json.loads(raw) if raw else None, kind, now)
+        if allowed:
+            return json.dumps({"ok": True, "retryAfterMs": 0})
+        return json.dumps({"ok": False, "retryAfterMs": retry, "audit": self._first_denial(kind, now, retry)})

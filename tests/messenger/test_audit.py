@@ -354,3 +354,30 @@ async def test_an_export_over_a_damaged_audit_file_skips_its_bad_lines_and_says_
         resp, text = await _export(rt)
         assert [json.loads(line)["event"] for line in text.splitlines()] == ["sign_up", "admin_action"]
         assert resp.headers.get("x-audit-skipped") == "3"
+
+
+async def test_admin_token_guesses_are_throttled_per_address_and_cannot_flood_the_trail(tmp_path):
+    """Wrong admin tokens were unlimited (a brute force of ADMIN_TOKEN) and each wrote an audit record
+    (anyone could fill the trail).  Now 20 wrong tokens per address in 15 minutes, then 429 with
+    Retry-After and one `rate_limited` record for the whole spell."""
+    async with _runtime(tmp_path) as rt:
+        headers = {"cf-connecting-ip": "203.0.113.9"}
+        for i in range(20):
+            resp = await rt.fetch("/api/admin/stats", headers={**headers, "authorization": f"Bearer guess{i}"})
+            assert resp.status == 403
+        for token in ("guess-more", "guess-again", ADMIN):   # over the limit even the right one waits
+            resp = await rt.fetch("/api/admin/stats?hours=0", headers={**headers, "authorization": f"Bearer {token}"})
+            body = json.loads(await resp.text())
+            assert resp.status == 429 and body["error"]["code"] == "rate_limited", body
+            assert int(resp.headers.get("retry-after")) > 0
+        other = await rt.fetch("/api/admin/stats?hours=0", headers={"cf-connecting-ip": "198.51.100.7",
+                                                                   "authorization": f"Bearer {ADMIN}"})
+        assert other.status == 400                      # another address is not affected
+        await rt.advance(15 * 60 + 1)
+        resp = await rt.fetch("/api/admin/stats?hours=0", headers={**headers, "authorization": f"Bearer {ADMIN}"})
+        assert resp.status == 400
+        records = await _records(rt)
+    denied = [r for r in records if r["event"] == "admin_action" and r["outcome"] == "denied"]
+    limited = [r for r in records if r["event"] == "rate_limited"]
+    assert len(denied) == 20
+    assert [(r["reason"], r["outcome"]) for r in limited] == [("admin_ip", "denied")]
