@@ -24,7 +24,7 @@ import keys
 from bots import day_of
 from naming import may_join
 
-__all__ = ["record", "search", "export_day", "rewrite_day", "read_day", "reseal_d1", "reseal_r2", "rooms_of", "erase_user", "delete_statements", "changes",
+__all__ = ["record", "search", "export_day", "rewrite_day", "read_day", "reseal_d1", "reseal_r2", "rooms_of", "erase_user", "forget", "delete_statements", "changes",
            "terms", "SCHEMA"]
 
 _WORD = re.compile(r"[\w']{2,32}", re.UNICODE)
@@ -207,6 +207,15 @@ async def erase_user(env, uid: str, whole_rooms: list[str]) -> dict:
                 await rewrite_day(db, bucket, r["room"], r["day"])
                 rewritten.append(key)
     return {"rows": deleted, "archives": rewritten}
+
+
+async def forget(env, mid: str) -> int:
+    """Delete one message (and its search terms) from D1: a row that landed after its author's
+    account deletion swept D1.  How many rows went."""
+    db = getattr(env, "DB", None)
+    if db is None:
+        return 0
+    return changes((await db.batch(delete_statements(db, "id = ?", [mid])))[1])
 
 
 def delete_statements(db, where: str, params: list) -> list:

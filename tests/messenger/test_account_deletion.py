@@ -183,3 +183,38 @@ async def test_a_dm_with_a_deleted_account_refuses_new_messages_and_delivers_not
     await rt.env.DELIVERY.send(json.dumps({"to": uid, "room": dm, "seq": 1, "from": "ubob", "ts": 0}))
     await rt.advance(2)
     assert list(rt.storage("INBOX", uid).list()) == ["deleted"]
+
+
+async def test_a_message_whose_archive_write_lands_after_the_deletion_does_not_survive_in_d1(tmp_path, modules):
+    """The D1 copy of a message is written after the ack (waitUntil).  When the account is deleted
+    before that write lands, the row used to be inserted after the deletion had swept D1, and stay."""
+    import asyncio
+
+    from cfemu.testing import Runtime
+    from messenger_support import test_config
+
+    archive = modules["archive"]
+    original, gate, started = archive.record, asyncio.Event(), asyncio.Event()
+
+    async def slow_record(env, room_name, msg):
+        if msg.get("name") == "Zoe":
+            started.set()
+            await gate.wait()                                 # D1 is slow today
+        return await original(env, room_name, msg)
+
+    archive.record = slow_record
+    try:
+        async with Runtime.from_config(test_config(tmp_path, {"ADMIN_TOKEN": "s3cret-admin-token-0123456789"}),
+                                       persist_to=tmp_path / "s") as rt:
+            zoe = await api(rt, "POST", "/api/auth/register",
+                            body={"username": "zoe", "password": "zoe-password-1", "displayName": "Zoe"})
+            z, _ = await room(rt, "general", zoe)
+            await say(z, f"{SECRET} late row")
+            await asyncio.wait_for(started.wait(), 5)
+            await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+            gate.set()
+            await rt.settle()
+            rows = (await rt.env.DB.prepare("SELECT sender FROM messages").all()).results
+            assert [r["sender"] for r in rows if r["sender"] == zoe["user"]["id"]] == []
+    finally:
+        archive.record = original
