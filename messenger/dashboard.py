@@ -10,6 +10,7 @@ worker asks its own origin, which under `cfemu dev` is the dev server that imple
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -61,6 +62,17 @@ def _hour_ms(text: str) -> int | None:
         return None
 
 
+def _count(value) -> int | None:
+    """A row's count (the SQL API answers numbers, as JSON numbers or strings); None when it is not one."""
+    if value is None:
+        return 0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number >= 0 else None
+
+
 async def hourly(env, request_url: str, hours: int, now_ms: int) -> dict:
     """{"hours": [ISO hour starts], "series": {name: [count per hour]}, "source": "cfemu dev"|"configured"}."""
     sql = hourly_sql(_dataset(env), hours)
@@ -78,6 +90,8 @@ async def hourly(env, request_url: str, hours: int, now_ms: int) -> dict:
         rows = json.loads(text)["data"]
     except (ValueError, KeyError, TypeError):
         raise StatsUnavailable("the Analytics Engine SQL API did not answer JSON") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and _count(r.get("n")) is not None for r in rows):
+        raise StatsUnavailable("the Analytics Engine SQL API did not answer rows of hour, event and count")
     last = now_ms - now_ms % HOUR_MS
     starts = [last - (hours - 1 - i) * HOUR_MS for i in range(hours)]
     index = {start: i for i, start in enumerate(starts)}
@@ -87,7 +101,7 @@ async def hourly(env, request_url: str, hours: int, now_ms: int) -> dict:
         slot = index.get(_hour_ms(row.get("hour")))
         name = by_event.get(row.get("event"))
         if slot is not None and name is not None:
-            series[name][slot] += int(float(row.get("n") or 0))
+            series[name][slot] += _count(row.get("n"))
     hours_iso = [datetime.fromtimestamp(s / 1000, timezone.utc).strftime("%Y-%m-%dT%H:00Z") for s in starts]
     source = "configured" if getattr(env, "ANALYTICS_SQL_URL", None) else "same origin"
     return {"hours": hours_iso, "series": series, "source": source}

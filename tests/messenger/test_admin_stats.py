@@ -114,3 +114,32 @@ def test_the_admin_page_is_static_csp_clean_and_uses_no_other_origin():
     assert "style=" not in html and ".style" not in script            # no inline style (style-src 'self')
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html + script)   # no CDN, no other origin
     assert "/api/admin/stats" in script and "/api/admin/audit" in script
+
+
+async def test_an_sql_api_answering_odd_rows_is_a_503_not_a_500(tmp_path):
+    """ANALYTICS_SQL_URL pointing at something that answers JSON of another shape (rows that are not
+    objects, counts that are not numbers) used to raise inside the worker: a 500 with no reason."""
+    from cfemu.testing import Runtime
+
+    answers = iter([{"data": [1, 2]}, {"data": [{"hour": "2026-01-01 00:00:00", "event": "login_success", "n": "many"}]},
+                    {"data": {"rows": []}}, {"data": [{"hour": 5, "event": None, "n": "inf"}]}])
+
+    async def handler(request):
+        return web.json_response(next(answers))
+
+    app = web.Application()
+    app.router.add_post("/sql", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        config = test_config(tmp_path, {"ADMIN_TOKEN": ADMIN, "ANALYTICS_SQL_URL": f"http://127.0.0.1:{port}/sql"})
+        async with Runtime.from_config(config, persist_to=tmp_path / "state") as rt:
+            for _ in range(4):
+                body = await _stats(rt, status=503)
+                assert body["error"]["code"] == "unavailable"
+                assert "did not answer" in body["error"]["message"]
+    finally:
+        await runner.cleanup()
