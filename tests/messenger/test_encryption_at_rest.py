@@ -493,3 +493,39 @@ async def test_a_mangled_stored_body_costs_one_message_not_the_whole_reencryptio
         assert got["reencrypted"]["r2"]["lines"] == 3 and got["reencrypted"]["r2"]["unreadable"] == 1
         rows = (await rt.env.DB.prepare("SELECT seq, body FROM messages ORDER BY seq").all()).results
         assert [json.loads(r["body"])["kid"] for r in rows if r["seq"] != 2] == [got["current"]] * 2
+
+
+async def test_a_crash_in_the_middle_of_a_rotation_leaves_every_message_readable(tmp_path, modules):
+    """kill -9 after the new key is stored, and a re-encryption that dies after the rooms and D1 but
+    before R2: every store still opens with the ring in D1, and the next rotation finishes the job."""
+    archive = modules["archive"]
+    async with _runtime(tmp_path) as rt:
+        alice = await login(rt, "alice")
+        a, _ = await room(rt, "general", alice)
+        for text in ("one", "two"):
+            await say(a, text)
+        await a.close()
+        await rt.advance(86_400)                                 # day file in R2
+        await api(rt, "POST", "/api/admin/keys/rotate?reencrypt=0", ADMIN)
+        await rt.crash()
+        await rt.restart()
+        assert [m["text"] for m in await _history(rt, "general")] == ["one", "two"]
+        original = archive.reseal_r2
+
+        async def dies(env, everything=False):
+            raise RuntimeError("the machine died here")
+
+        archive.reseal_r2 = dies
+        try:
+            await api(rt, "POST", "/api/admin/keys/rotate", ADMIN, expect=500)
+        finally:
+            archive.reseal_r2 = original
+        await rt.crash()
+        await rt.restart()
+        assert [m["text"] for m in await _history(rt, "general")] == ["one", "two"]
+        key = (await rt.env.ARCHIVE.list(prefix="archive/")).objects[0].key
+        assert [m["text"] for m in await opened_lines(rt, await (await rt.env.ARCHIVE.get(key)).text())] == ["one", "two"]
+        done = await api(rt, "POST", "/api/admin/keys/rotate", ADMIN)
+        assert done["reencrypted"]["r2"]["lines"] == 2 and done["reencrypted"]["chat"]["resealed"] == 2
+        assert set(await _kids(rt, "general")) == {done["current"]}
+        assert [m["text"] for m in await _history(rt, "general")] == ["one", "two"]
