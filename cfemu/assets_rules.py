@@ -183,13 +183,7 @@ def parse_headers(text: str, *, max_rules: int = MAX_HEADER_RULES,
         else:
             invalid.append(Invalid(rule.line_number, rule_line, NO_HEADERS))
 
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line) > max_line_length:
-            invalid.append(Invalid(number, line[:80] + "...", LINE_TOO_LONG.format(n=number, max=max_line_length)))
-            continue
+    for number, line in _rule_lines(lines, max_line_length, invalid):
         if _PROBABLY_A_PATH.match(line):
             close()
             rule = None
@@ -307,13 +301,7 @@ def parse_redirects(text: str, *, html_handling: str = "auto-trailing-slash",
     seen: set[str] = set()
     static_count = dynamic_count = 0
     static_allowed = True  # a static-looking rule after the first dynamic one is matched in order, as dynamic
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line) > max_line_length:
-            invalid.append(Invalid(number, line[:80] + "...", LINE_TOO_LONG.format(n=number, max=max_line_length)))
-            continue
+    for number, line in _rule_lines(lines, max_line_length, invalid):
         tokens = line.split()
         for index, token in enumerate(tokens):
             if index >= 2 and token.startswith("#"):  # an inline comment (a `#` in the destination is a fragment)
@@ -423,3 +411,16 @@ class AssetRules:
         for bad in invalid:
             log.warning("%s:%d: %s; skipped: %s", path, bad.line_number, bad.message, bad.line)
         return rules
+
+
+def _rule_lines(lines: list[str], max_line_length: int, invalid: list[Invalid]):
+    """(line number, stripped line) for each line that is not blank or a comment; an over-long line is
+    recorded in `invalid` instead, as wrangler skips it."""
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > max_line_length:
+            invalid.append(Invalid(number, line[:80] + "...", LINE_TOO_LONG.format(n=number, max=max_line_length)))
+            continue
+        yield number, line
