@@ -117,7 +117,7 @@ ROUTES = [
     ("POST", "/api/auth/refresh", "refresh", False, "Rotate the refresh token, get a new access token", "refresh"),
     ("POST", "/api/auth/logout", "logout", True, "Sign out this session or everywhere", "logout"),
     ("GET", "/api/me", "me", True, "The signed-in user with presence", None),
-    ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (returns a receipt)", None),
+    ("DELETE", "/api/me", "delete_me", True, "Delete the signed-in account (current password required; returns a receipt)", "delete_me"),
     ("DELETE", "/api/admin/users/{user}", "admin_delete_user", False, "Admin: delete any account (ADMIN_TOKEN bearer)", None),
     ("POST", "/api/admin/keys/rotate", "admin_rotate_keys", False, "Admin: new message data key, re-encrypt bodies (ADMIN_TOKEN bearer; reencrypt=0 skips)", None),
     ("GET", "/api/admin/audit", "admin_audit", False, "Admin: audit records as NDJSON (from, to: ms since epoch)", None),
@@ -325,7 +325,15 @@ class Default(WorkerEntrypoint):
 
     async def _login(self, request, claims, query):
         body = await self._body(request, "login")
-        username = body["username"].strip().lower()
+        found = await self._check_password(request, body["username"].strip().lower(), body["password"])
+        session = await self._new_session(found["id"])
+        events.emit(self.env, "login_success", blobs=("password",), user=found["id"])
+        await self._audit(request, "sign_in", "success", account=found["id"])
+        return session
+
+    async def _check_password(self, request, username: str, password: str) -> dict:
+        """The account's credentials record when `password` is right, under the sign-in throttle;
+        raises `rate_limited` or `bad_credentials` (a counted failure) otherwise."""
         # Failures count per address (keyed hash, never the address itself) and per (account, address):
         # guesses from one address throttle that address, never the owner signing in from elsewhere.
         ip = self._address_key(request)
@@ -348,17 +356,14 @@ class Default(WorkerEntrypoint):
             raise _throttled("too many failed sign-ins for this account", verdict["retryAfterMs"])
         found = py(await directory(self.env).credentials(username))
         stored = found["data"]["hash"] if found.get("ok") else _DUMMY_HASH
-        if not auth.verify_password(body["password"], stored) or not found.get("ok"):
+        if not auth.verify_password(password, stored) or not found.get("ok"):
             events.emit(self.env, "login_failure", blobs=("password",))
             await self._audit(request, "sign_in", "failure", reason="bad_credentials",
                               account=found["data"]["id"] if found.get("ok") else None)
             raise ApiError("bad_credentials", "wrong username or password")
         await account.loginEnd(ip, verdict["at"], True)
         await per_ip.refund("login_ip", ip_verdict["at"])
-        session = await self._new_session(found["data"]["id"])
-        events.emit(self.env, "login_success", blobs=("password",), user=found["data"]["id"])
-        await self._audit(request, "sign_in", "success", account=found["data"]["id"])
-        return session
+        return found["data"]
 
     def _address_key(self, request) -> str:
         """The client address as the limiters know it: a keyed hash, never the address itself."""
@@ -420,6 +425,12 @@ class Default(WorkerEntrypoint):
         return py(await presence(self.env).setStatus(claims["sub"], json.dumps(body)))
 
     async def _delete_me(self, request, claims, query):
+        body = await self._body(request, "delete_me")
+        # The same check, throttle and failure count as sign-in: a stolen access token cannot erase
+        # the account, nor be used to guess its password faster than the sign-in form allows.
+        found = await self._check_password(request, claims["usr"], body["password"])
+        if found["id"] != claims["sub"]:  # the name belongs to a newer account now
+            raise ApiError("bad_credentials", "wrong username or password")
         receipt = await accounts.erase_account(self.env, claims["sub"])
         if receipt is None:
             raise ApiError("not_found", "no such user")

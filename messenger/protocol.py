@@ -127,6 +127,8 @@ BODIES = {
     "login": {"username": ((str,), True, _str(1, 64)), "password": ((str,), True, _str(1, 128))},
     "refresh": {"refreshToken": ((str,), True, _str(1, 256))},
     "logout": {"everywhere": ((bool,), False, None)},
+    # Deleting one's own account asks for the password again: an access token alone is not enough.
+    "delete_me": {"password": ((str,), True, _str(1, 128))},
     "status": PRESENCE_FRAMES["status"],
     # Web vitals from the web client's beacon (milliseconds; CLS is unitless).
     "rum": {"lcp": ((int, float), False, _num(0, 600_000)), "inp": ((int, float), False, _num(0, 60_000)),

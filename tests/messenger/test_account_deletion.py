@@ -64,7 +64,7 @@ async def test_deleting_an_account_redacts_its_messages_and_leaves_nothing_of_it
     before = await api(rt, "GET", "/api/rooms/general/history", bob["accessToken"])
     drain(b)
 
-    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
     assert receipt["deleted"] == uid
     assert receipt["notYet"] == []
     assert receipt["counts"]["messagesRedacted"] == 3 and receipt["counts"]["roomsWiped"] == 1
@@ -119,7 +119,7 @@ async def test_deleting_an_account_redacts_its_messages_and_leaves_nothing_of_it
 
 async def test_deleted_account_name_can_be_registered_again_and_sees_nothing_old(rt):
     zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
-    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
     again = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-2"})
     assert again["user"]["id"] != uid
     assert (await api(rt, "GET", "/api/inbox", again["accessToken"])) == {"pointers": [], "counts": {}}
@@ -129,7 +129,7 @@ async def test_deleted_account_name_can_be_registered_again_and_sees_nothing_old
 
 async def test_no_byte_of_a_deleted_users_messages_is_left_in_the_state_directory(rt, tmp_path):
     zoe, uid, bob, b, dm, bot = await _zoe_talks(rt)
-    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
     await rt.close()
     leaks = [p for p in (tmp_path / "state").rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == []
@@ -173,7 +173,7 @@ async def test_a_dm_with_a_deleted_account_refuses_new_messages_and_delivers_not
     dm = f"dm_ubob__{uid}" if "ubob" < uid else f"dm_{uid}__ubob"
     b, _ = await room(rt, dm, bob)
     await say(b, "hello zoe")
-    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
     await b.send('{"type":"send","cid":"late-1","kind":"text","text":"are you there?"}')
     err, _ = await frames_until(b, "error")
     assert err["code"] == "forbidden" and err["cid"] == "late-1"
@@ -211,10 +211,32 @@ async def test_a_message_whose_archive_write_lands_after_the_deletion_does_not_s
             z, _ = await room(rt, "general", zoe)
             await say(z, f"{SECRET} late row")
             await asyncio.wait_for(started.wait(), 5)
-            await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+            await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
             gate.set()
             await rt.settle()
             rows = (await rt.env.DB.prepare("SELECT sender FROM messages").all()).results
             assert [r["sender"] for r in rows if r["sender"] == zoe["user"]["id"]] == []
     finally:
         archive.record = original
+
+
+async def test_deleting_ones_own_account_needs_the_current_password_and_counts_as_a_sign_in(rt):
+    """A stolen 20-minute access token alone must not erase an account: the password is checked with
+    the sign-in throttle (a wrong one is a counted failure, and the limit stops guessing)."""
+    zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-1"})
+    token = zoe["accessToken"]
+    missing = await api(rt, "DELETE", "/api/me", token, expect=400)
+    assert missing["error"]["code"] == "invalid_field" and "'password' is required" in missing["error"]["message"]
+    wrong = await api(rt, "DELETE", "/api/me", token, body={"password": "not-her-password"}, expect=401)
+    assert wrong["error"] == {"code": "bad_credentials", "message": "wrong username or password"}
+    assert (await api(rt, "GET", "/api/me", token))["username"] == "zoe"      # still there
+    for _ in range(9):                                                         # 10 failures in 15 minutes
+        await api(rt, "DELETE", "/api/me", token, body={"password": "guess"}, expect=401)
+    limited = await api(rt, "DELETE", "/api/me", token, body={"password": "zoe-password-1"}, expect=429)
+    assert limited["error"]["code"] == "rate_limited"
+    # The same counter as sign-in: a password login from this address is throttled too.
+    await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": "zoe-password-1"}, expect=429)
+    await rt.advance(15 * 60 + 1)
+    fresh = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": "zoe-password-1"})
+    receipt = await api(rt, "DELETE", "/api/me", fresh["accessToken"], body={"password": "zoe-password-1"})
+    assert receipt["deleted"] == zoe["user"]["id"] and receipt["by"] == "self"

@@ -59,7 +59,7 @@ async def _security_story(rt) -> dict:
     assert err["code"] == "rate_limited"
     await api(rt, "DELETE", "/api/admin/users/ucarol", "not-the-token", expect=403)
     zoe = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": PASSWORD})
-    await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": PASSWORD})
     await api(rt, "DELETE", "/api/admin/users/ucarol", ADMIN)
     return zoe
 
@@ -263,7 +263,7 @@ def test_records_refuse_free_text_and_unknown_events(modules):
 
 async def test_the_deletion_receipt_says_what_the_audit_trail_keeps(rt):
     zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": PASSWORD})
-    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"])
+    receipt = await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": PASSWORD})
     assert any(k.startswith("audit trail: ") and "keyed hash" in k for k in receipt["kept"])
     await rt.env.AUDIT.getByName("log").flush()
     blob = json.dumps(await _records(rt))

@@ -205,7 +205,7 @@ async def test_a_new_account_shows_up_in_open_buddy_lists_and_its_deletion_redac
         await n_general.locator("textarea").fill("soon to be gone")
         await n_general.locator("textarea").press("Enter")
         await a_general.locator(".msg:has-text('soon to be gone')").wait_for()
-        call("DELETE", "/api/me", token=newbie["accessToken"])
+        call("DELETE", "/api/me", {"password": "newbie-demo"}, token=newbie["accessToken"])
         await a_general.locator(".msg.deleted:has-text('(message deleted)')").wait_for()
         assert await a_general.locator(".msg:has-text('soon to be gone')").count() == 0
         await alice.wait_for_selector("#buddy-groups .buddy:has-text('Newbie')", state="detached")

@@ -132,7 +132,7 @@ async def test_a_session_object_forgets_everything_when_its_refresh_token_lapses
 async def test_account_deletion_erases_the_session_objects(rt):
     s = await api(rt, "POST", "/api/auth/register", body={"username": "brief", "password": "temporary-pass"})
     s2 = await login(rt, "brief", "temporary-pass")
-    await api(rt, "DELETE", "/api/me", s["accessToken"])
+    await api(rt, "DELETE", "/api/me", s["accessToken"], body={"password": "temporary-pass"})
     for sess in (s, s2):
         assert list(rt.storage("SESSIONS", sess["sessionId"]).list()) == []
         assert (await api(rt, "GET", "/api/me", sess["accessToken"], expect=401))["error"]["code"] == "session_revoked"

@@ -140,7 +140,7 @@ async def test_signing_keys_rotate_on_cron_and_old_tokens_last_one_lifetime(rt):
 async def test_account_deletion_returns_a_receipt_and_closes_sockets(rt):
     s = await api(rt, "POST", "/api/auth/register", body={"username": "temp", "password": "temporary-pass"})
     ws, _ = await room(rt, "general", s)
-    receipt = await api(rt, "DELETE", "/api/me", s["accessToken"])
+    receipt = await api(rt, "DELETE", "/api/me", s["accessToken"], body={"password": "temporary-pass"})
     assert receipt["deleted"] == s["user"]["id"] and receipt["closedSockets"] >= 1
     assert await _closed(ws) == (4010, "account deleted")
     assert (await api(rt, "POST", "/api/auth/login", body={"username": "temp", "password": "temporary-pass"}, expect=401))
@@ -153,7 +153,7 @@ async def test_deleted_account_leaves_no_session_or_account_record(rt):
     s2 = await login(rt, "gone", "temporary-pass")
     await api(rt, "POST", "/api/auth/logout", s2["accessToken"], body={})
     uid = s["user"]["id"]
-    await api(rt, "DELETE", "/api/me", s["accessToken"])
+    await api(rt, "DELETE", "/api/me", s["accessToken"], body={"password": "temporary-pass"})
     store = rt.storage("DIRECTORY", "directory")
     keys = list(store.list())
     assert not [k for k in keys if uid in k or k == "name:gone"]
