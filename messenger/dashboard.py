@@ -9,6 +9,7 @@ worker asks its own origin, which under `cfemu dev` is the dev server that imple
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -17,13 +18,14 @@ from urllib.parse import urlsplit
 
 from workers import fetch
 
-__all__ = ["SERIES", "HOUR_MS", "sql_url", "hourly_sql", "hourly"]
+__all__ = ["SERIES", "HOUR_MS", "DEFAULT_TIMEOUT_MS", "sql_url", "sql_timeout_ms", "hourly_sql", "hourly"]
 
 # series name on the page -> analytics event (blob1)
 SERIES = {"logins": "login_success", "loginFailures": "login_failure", "messages": "message_sent",
           "rateLimited": "rate_limited", "aiInvocations": "ai_invocation"}
 HOUR_MS = 3_600_000
 DEFAULT_DATASET = "messenger_events"
+DEFAULT_TIMEOUT_MS = 10_000  # how long the SQL API may take (var ANALYTICS_SQL_TIMEOUT_MS)
 
 
 class StatsUnavailable(Exception):
@@ -37,6 +39,15 @@ def sql_url(env, request_url: str) -> str:
         return configured
     origin = urlsplit(request_url)
     return f"{origin.scheme}://{origin.netloc}/client/v4/accounts/local/analytics_engine/sql"
+
+
+def sql_timeout_ms(env) -> int:
+    """ANALYTICS_SQL_TIMEOUT_MS when it is a positive whole number, else 10 000."""
+    try:
+        value = int(str(getattr(env, "ANALYTICS_SQL_TIMEOUT_MS", "") or DEFAULT_TIMEOUT_MS))
+    except ValueError:
+        return DEFAULT_TIMEOUT_MS
+    return value if value >= 1 else DEFAULT_TIMEOUT_MS
 
 
 def _dataset(env) -> str:
@@ -78,14 +89,22 @@ async def hourly(env, request_url: str, hours: int, now_ms: int) -> dict:
     sql = hourly_sql(_dataset(env), hours)
     token = str(getattr(env, "ANALYTICS_SQL_TOKEN", "") or "local")
     url = sql_url(env, request_url)
-    try:
+    timeout_ms = sql_timeout_ms(env)
+
+    async def ask() -> tuple[int, str]:
         resp = await fetch(url, method="POST", body=sql,
                            headers={"authorization": f"Bearer {token}", "content-type": "text/plain"})
-        text = await resp.text()
+        return resp.status, await resp.text()
+
+    try:
+        # An endpoint that accepts the connection and never answers must not hold the request open.
+        status, text = await asyncio.wait_for(ask(), timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        raise StatsUnavailable(f"the Analytics Engine SQL API at {url} did not answer within {timeout_ms} ms") from None
     except Exception as error:
         raise StatsUnavailable(f"the Analytics Engine SQL API at {url} could not be reached ({error})") from None
-    if resp.status != 200:
-        raise StatsUnavailable(f"the Analytics Engine SQL API answered {resp.status}: {text.strip()[:200]}")
+    if status != 200:
+        raise StatsUnavailable(f"the Analytics Engine SQL API answered {status}: {text.strip()[:200]}")
     try:
         rows = json.loads(text)["data"]
     except (ValueError, KeyError, TypeError):

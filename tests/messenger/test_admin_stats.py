@@ -143,3 +143,46 @@ async def test_an_sql_api_answering_odd_rows_is_a_503_not_a_500(tmp_path):
                 assert "did not answer" in body["error"]["message"]
     finally:
         await runner.cleanup()
+
+
+async def test_an_sql_api_that_never_answers_is_a_503_after_the_timeout(tmp_path):
+    """The SQL API request had no deadline: an endpoint that accepts the connection and never answers
+    held the admin's request (and the worker's invocation) open for ever.  Now ANALYTICS_SQL_TIMEOUT_MS
+    (default 10 s, on the runtime clock) ends it with 503 `unavailable`."""
+    import asyncio
+
+    from cfemu.testing import Runtime
+
+    arrived, never = asyncio.Event(), asyncio.Event()
+
+    async def handler(request):
+        arrived.set()
+        await never.wait()
+        return web.json_response({"data": []})
+
+    app = web.Application()
+    app.router.add_post("/sql", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        for extra, deadline in (({}, 10), ({"ANALYTICS_SQL_TIMEOUT_MS": "2500"}, 2.5)):
+            arrived.clear()
+            (tmp_path / str(deadline)).mkdir()
+            config = test_config(tmp_path / str(deadline), {"ADMIN_TOKEN": ADMIN, **extra,
+                                                            "ANALYTICS_SQL_URL": f"http://127.0.0.1:{port}/sql"})
+            async with Runtime.from_config(config, persist_to=tmp_path / str(deadline) / "state") as rt:
+                pending = asyncio.ensure_future(_stats(rt, status=503))
+                await asyncio.wait_for(arrived.wait(), 5)
+                await rt.advance(deadline - 0.5)
+                await asyncio.sleep(0.05)
+                assert not pending.done()                         # still within the deadline
+                await rt.advance(1)
+                body = await asyncio.wait_for(pending, 5)
+                assert body["error"]["code"] == "unavailable"
+                assert body["error"]["message"].endswith(f"did not answer within {int(deadline * 1000)} ms")
+    finally:
+        never.set()
+        await runner.cleanup()
