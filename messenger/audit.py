@@ -139,9 +139,22 @@ async def _keys(bucket, prefix: str) -> list[str]:
         cursor = page.cursor
 
 
-async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -> tuple[list[str], bool, int]:
-    """(NDJSON lines of the records with from_ms <= ts < to_ms in R2, in order; truncated?; how many
-    lines were skipped because they are not records (a damaged file))."""
+def _key_seq(key: str) -> int | None:
+    """The first sequence number a batch key names (batches in sequence order are in time order)."""
+    try:
+        return int(key.rsplit("-", 1)[1][:-len(".ndjson")])
+    except (IndexError, ValueError):
+        return None
+
+
+async def read(env, from_ms: int, to_ms: int, limit: int | None = None) -> tuple[list[str], int | None, int]:
+    """(NDJSON lines of the records with from_ms <= ts < to_ms in R2, in order, at most `limit`
+    (default MAX_EXPORT_RECORDS); the `ts` to continue from when more remain, else None; how many lines
+    were skipped because they are not records (a damaged file)).
+
+    Files are read one at a time in sequence order and reading stops once the cap is passed, so memory
+    holds at most the cap plus one batch, whatever the range holds."""
+    limit = MAX_EXPORT_RECORDS if limit is None else limit
     bucket = env.ARCHIVE
     # A batch is named for its first record's hour; its last record is at most one flush interval
     # later, so files from one hour (plus that interval) before `from_ms` may still hold records.
@@ -151,15 +164,18 @@ async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -
     while day < to_ms:
         prefix = PREFIX + datetime.fromtimestamp(day / 1000, timezone.utc).strftime("%Y/%m/%d/")
         keys += [k for k in await _keys(bucket, prefix) if (_key_hour_ms(k) or 0) + 3_600_000 > start
-                 and (_key_hour_ms(k) or 0) < to_ms]
+                 and (_key_hour_ms(k) or 0) < to_ms and _key_seq(k) is not None]
         day += DAY_MS
-    lines: list[tuple[int, int, str, str]] = []
+    keys.sort(key=_key_seq)
+    lines: list[tuple[int, str]] = []
     skipped = 0
     for key in keys:
+        if len(lines) > limit:  # past the cap: the rest of the range is not read at all
+            break
         obj = await bucket.get(key)
         if obj is None:
             continue
-        for n, line in enumerate((await obj.text()).splitlines()):
+        for line in (await obj.text()).splitlines():
             if not line.strip():
                 continue
             try:
@@ -170,12 +186,13 @@ async def read(env, from_ms: int, to_ms: int, limit: int = MAX_EXPORT_RECORDS) -
                 skipped += 1
                 continue
             if from_ms <= ts < to_ms:
-                lines.append((ts, n, key, line))
-    lines.sort(key=lambda t: (int(t[2].rsplit("-", 1)[1][:-len(".ndjson")]), t[1]))  # batch sequence, line
-    truncated = len(lines) > limit
+                lines.append((ts, line))
     if skipped:
         print(f"audit: export skipped {skipped} line(s) that are not records")
-    return [t[3] for t in lines[:limit]], truncated, skipped
+    # Where to go on: the earliest record left out that was read (records appended concurrently may be
+    # a few ms out of order; records at that very millisecond already exported come again, none is lost).
+    next_from = min(ts for ts, _ in lines[limit:]) if len(lines) > limit else None
+    return [line for _, line in lines[:limit]], next_from, skipped
 
 
 async def purge(env, now_ms: int) -> int:

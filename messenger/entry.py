@@ -492,11 +492,12 @@ class Default(WorkerEntrypoint):
             raise ApiError("invalid_field", "export at most 31 days at a time")
         await self._audit(request, "admin_action", "success", actor="admin", reason="audit_export")
         await self.env.AUDIT.getByName("log").flush()  # what is still buffered is exported too
-        lines, truncated, skipped = await audit.read(self.env, from_ms, to_ms)
+        lines, next_from, skipped = await audit.read(self.env, from_ms, to_ms, audit.MAX_EXPORT_RECORDS)
         headers = {**SECURITY_HEADERS, "content-type": "application/x-ndjson; charset=utf-8",
                    "x-audit-records": str(len(lines))}
-        if truncated:
+        if next_from is not None:  # more records in the range: ask again with from=<next-from>
             headers["x-audit-truncated"] = "true"
+            headers["x-audit-next-from"] = str(next_from)
         if skipped:
             headers["x-audit-skipped"] = str(skipped)
         return self._cors(request, Response("".join(line + "\n" for line in lines), headers=headers))

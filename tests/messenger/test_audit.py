@@ -381,3 +381,76 @@ async def test_admin_token_guesses_are_throttled_per_address_and_cannot_flood_th
     limited = [r for r in records if r["event"] == "rate_limited"]
     assert len(denied) == 20
     assert [(r["reason"], r["outcome"]) for r in limited] == [("admin_ip", "denied")]
+
+
+async def _seed_batches(bucket, audit, start_ms: int, files: int, per_file: int) -> list[int]:
+    """`files` audit batches of `per_file` records, one a second from `start_ms`; their timestamps."""
+    stamps = []
+    for f in range(files):
+        first_seq = 1000 + f * per_file
+        recs = [{"ts": start_ms + (f * per_file + i) * 1000, "event": "sign_in", "outcome": "success"}
+                for i in range(per_file)]
+        stamps += [r["ts"] for r in recs]
+        await bucket.put(audit.batch_key(recs[0]["ts"], first_seq), "".join(json.dumps(r) + "\n" for r in recs))
+    return stamps
+
+
+async def test_the_export_stops_reading_files_at_the_record_cap(modules):
+    """The export read every file of the range into memory before cutting at the cap: a month of a busy
+    trail held it all at once.  It now stops reading once the cap is passed and says where to go on."""
+    audit = modules["audit"]
+
+    class Obj:
+        def __init__(self, text):
+            self._text = text
+
+        async def text(self):
+            return self._text
+
+    class Page:
+        def __init__(self, objects):
+            self.objects, self.truncated, self.cursor = objects, False, None
+
+    class Bucket:
+        def __init__(self):
+            self.data, self.gets = {}, 0
+
+        async def put(self, key, text):
+            self.data[key] = text
+
+        async def list(self, prefix="", cursor=None):
+            return Page([type("O", (), {"key": k})() for k in sorted(self.data) if k.startswith(prefix)])
+
+        async def get(self, key):
+            self.gets += 1
+            return Obj(self.data[key]) if key in self.data else None
+
+    class Env:
+        ANALYTICS_KEY = "k"
+
+    env = Env()
+    env.ARCHIVE = Bucket()
+    start = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000 + 3_600_000
+    stamps = await _seed_batches(env.ARCHIVE, audit, start, files=10, per_file=3)
+    lines, next_from, skipped = await audit.read(env, start, start + 86_400_000, limit=4)
+    assert [json.loads(line)["ts"] for line in lines] == stamps[:4]
+    assert next_from == stamps[4] and skipped == 0
+    assert env.ARCHIVE.gets == 2                      # not the 10 files of the range
+    lines, next_from, _ = await audit.read(env, next_from, start + 86_400_000, limit=100)
+    assert [json.loads(line)["ts"] for line in lines] == stamps[4:] and next_from is None
+
+
+async def test_a_truncated_export_says_so_and_where_to_continue(tmp_path, modules, monkeypatch):
+    audit = modules["audit"]
+    monkeypatch.setattr(audit, "MAX_EXPORT_RECORDS", 5)
+    async with _runtime(tmp_path) as rt:
+        now = int(rt.now() * 1000)
+        start = now - 3 * 3_600_000
+        stamps = await _seed_batches(rt.env.ARCHIVE, audit, start, files=3, per_file=3)
+        resp, text = await _export(rt, f"?from={start}&to={start + 3_600_000}")
+        assert [json.loads(line)["ts"] for line in text.splitlines()] == stamps[:5]
+        assert resp.headers["x-audit-truncated"] == "true" and resp.headers["x-audit-records"] == "5"
+        assert resp.headers["x-audit-next-from"] == str(stamps[5])
+        resp, text = await _export(rt, f"?from={stamps[5]}&to={start + 3_600_000}")
+        assert [json.loads(line)["ts"] for line in text.splitlines()] == stamps[5:]
+        assert "x-audit-truncated" not in resp.headers and "x-audit-next-from" not in resp.headers
