@@ -30,6 +30,7 @@ from store import jget, jget_many, jlist, jput, jput_many, py
 __all__ = ["ChatRoom", "TYPING_MS", "REPLAY_LIMIT"]
 
 TYPING_MS = 3_000
+ARCHIVE_RETRY_MS = 60_000  # a D1 write that failed after a send is tried again this much later
 REPLAY_LIMIT = 500
 PAGE_DEFAULT = 50
 
@@ -63,6 +64,7 @@ class ChatRoom(SocketHost):
         self.seq: int | None = None  # cache of the stored counter; storage is the truth
         self._gone = False                                  # a DM whose other participant was deleted
         self._purge_due: int | None = None                  # when the oldest message passes the retention
+        self._archive_due: int | None = None                # when to retry the D1 copies that failed (arc:<seq>)
         self._pending: dict[str, int] = {}                  # uid -> sockets between presence lookup and admission
         self._latest: dict[str, tuple] = {}                 # uid -> newest (version, hidden, name) presence told us
 
@@ -78,7 +80,9 @@ class ChatRoom(SocketHost):
             self._typing_due = min((v["until"] for v in typing.values()), default=None)
             self._gone = bool(await jget(self.ctx.storage, "gone"))
             await self._next_purge()
-            if self._purge_due is not None:
+            # Archive copies left to retry (an object evicted or restarted before its alarm ran).
+            self._archive_due = Date.now() if await jlist(self.ctx.storage, prefix="arc:", limit=1) else None
+            if self._purge_due is not None or self._archive_due is not None:
                 await self._schedule()  # a log written before retention existed gets its alarm here
         if room and await jget(self.ctx.storage, "room") is None:
             await jput(self.ctx.storage, "room", room)
@@ -276,7 +280,8 @@ class ChatRoom(SocketHost):
 
             asyncio.ensure_future(coro)
 
-    async def _fan_out(self, msg: dict) -> None:
+    async def _archive(self, msg: dict) -> bool:
+        """Copy one message (public form) to D1; False when that failed (the caller keeps it to retry)."""
         try:
             await archive.record(self.env, self.room, msg)
             # An account deletion that swept D1 while this write was on its way has already redacted
@@ -284,8 +289,49 @@ class ChatRoom(SocketHost):
             stored = await jget(self.ctx.storage, _mkey(msg["seq"]))
             if not stored or stored.get("id") != msg["id"] or stored.get("from") != msg["from"]:
                 await archive.forget(self.env, msg["id"])
+            return True
         except Exception as error:
-            print(f"chat {self.room}: archive failed: {error!r}")
+            print(f"chat {self.room}: archive failed, retried in {ARCHIVE_RETRY_MS // 1000} s: {error!r}")
+            return False
+
+    async def _archive_or_remember(self, msg: dict) -> None:
+        """The D1 copy after a send; a failure is remembered (`arc:<seq>`) for the alarm to retry, so
+        the message still reaches search and the daily R2 archive (made from D1)."""
+        if await self._archive(msg):
+            return
+        try:
+            await jput(self.ctx.storage, f"arc:{msg['seq']:012d}", 1)
+            due = Date.now() + ARCHIVE_RETRY_MS
+            if self._archive_due is None or self._archive_due > due:
+                self._archive_due = due
+            await self._schedule()
+        except Exception as error:
+            print(f"chat {self.room}: could not remember message {msg['seq']} for the archive: {error!r}")
+
+    async def _retry_archive(self, now: int) -> None:
+        """Retry the D1 copies that failed, oldest first; stop at the first failure and wait again."""
+        storage = self.ctx.storage
+        self._archive_due = None
+        pending = await jlist(storage, prefix="arc:", limit=64)
+        for key, _ in pending:
+            try:
+                seq = int(key[len("arc:"):])
+            except ValueError:
+                await storage.delete(key)
+                continue
+            stored = await jget(storage, _mkey(seq))
+            # Purged, redacted (deleted account) or unreadable: nothing left to copy.
+            public = (await self._open([stored]))[0] if stored and stored.get("from") else None
+            if public is not None and not public.get("unreadable") and public.get("kind") != "deleted":
+                if not await self._archive(public):
+                    self._archive_due = now + ARCHIVE_RETRY_MS
+                    return
+            await storage.delete(key)
+        if len(pending) == 64:
+            self._archive_due = now + 1_000  # more to do: soon, in a fresh alarm
+
+    async def _fan_out(self, msg: dict) -> None:
+        await self._archive_or_remember(msg)
         pair = dm_participants(self.room)
         if pair:
             other = pair[0] if pair[1] == msg["from"] else pair[1]
@@ -325,10 +371,7 @@ class ChatRoom(SocketHost):
         msg = await self._append(persona["id"], persona["name"], cid, {"kind": "text", "text": text}, Date.now())
         public = (await self._open([msg]))[0]
         self._broadcast({"type": "msg", "message": public})
-        try:
-            await archive.record(self.env, self.room, public)
-        except Exception as error:
-            print(f"chat {self.room}: archive failed: {error!r}")
+        await self._archive_or_remember(public)
 
     # -- typing -----------------------------------------------------------------------------------
 
@@ -359,13 +402,16 @@ class ChatRoom(SocketHost):
             self._broadcast({"type": "typing", "user": uid, "on": False})
 
     def _extra_deadline(self) -> int | None:
-        due = [d for d in (getattr(self, "_typing_due", None), getattr(self, "_purge_due", None)) if d is not None]
+        due = [d for d in (getattr(self, "_typing_due", None), getattr(self, "_purge_due", None),
+                           getattr(self, "_archive_due", None)) if d is not None]
         return min(due, default=None)
 
     async def _on_alarm(self, now: int) -> int | None:
         await self._load()
         if self._purge_due is not None and self._purge_due <= now:
             await self._purge(now)
+        if self._archive_due is not None and self._archive_due <= now:
+            await self._retry_archive(now)
         typing = await jget(self.ctx.storage, "typing") or {}
         expired = [u for u, v in typing.items() if v["until"] <= now]
         for uid in expired:

@@ -224,3 +224,34 @@ async def test_poison_delivery_retries_with_backoff_then_lands_in_the_dead_lette
     assert queues.pending("messenger-delivery") == 0
     dead = queues.messages("messenger-delivery-dlq")
     assert len(dead) == 1 and json.loads(dead[0]["body"])["to"] == "unobody"
+
+
+async def test_a_failed_d1_write_after_a_send_is_retried_by_the_rooms_alarm(rt, modules, monkeypatch):
+    """The D1 copy is written after the ack (waitUntil); a failure there was only printed, so the
+    message never reached search nor the R2 archives.  The room now remembers it and retries."""
+    archive = modules["archive"]
+    original, calls = archive.record, []
+
+    async def flaky(env, room_name, msg):
+        calls.append(msg["seq"])
+        if len(calls) <= 2:
+            raise RuntimeError("D1_ERROR: database is temporarily unavailable")
+        return await original(env, room_name, msg)
+
+    monkeypatch.setattr(archive, "record", flaky)
+    for statement in archive.SCHEMA:
+        await rt.env.DB.prepare(statement).run()
+    alice = await login(rt, "alice")
+    ws, _ = await room(rt, "general", alice)
+    await say(ws, "quartzvox must reach the archive")
+    await rt.settle()
+    rows = (await rt.env.DB.prepare("SELECT seq FROM messages WHERE room = 'general'").all()).results
+    assert rows == [] and calls == [1]
+    assert list(rt.storage("CHAT", "general").list(prefix="arc:")) == ["arc:000000000001"]
+    await rt.advance(61)                                  # the first retry fails too: it waits again
+    assert calls == [1, 1]
+    await rt.advance(61)
+    rows = (await rt.env.DB.prepare("SELECT seq FROM messages WHERE room = 'general'").all()).results
+    assert [r["seq"] for r in rows] == [1]
+    assert list(rt.storage("CHAT", "general").list(prefix="arc:")) == []
+    assert (await api(rt, "GET", "/api/search?q=quartzvox", alice["accessToken"]))["results"]
