@@ -255,3 +255,34 @@ async def test_a_failed_d1_write_after_a_send_is_retried_by_the_rooms_alarm(rt, 
     assert [r["seq"] for r in rows] == [1]
     assert list(rt.storage("CHAT", "general").list(prefix="arc:")) == []
     assert (await api(rt, "GET", "/api/search?q=quartzvox", alice["accessToken"]))["results"]
+
+
+async def test_a_pending_archive_retry_survives_a_crash_and_skips_a_redacted_message(rt, modules, monkeypatch):
+    archive = modules["archive"]
+    original, fail = archive.record, [True]
+
+    async def flaky(env, room_name, msg):
+        if fail[0]:
+            raise RuntimeError("D1_ERROR: database is temporarily unavailable")
+        return await original(env, room_name, msg)
+
+    monkeypatch.setattr(archive, "record", flaky)
+    for statement in archive.SCHEMA:
+        await rt.env.DB.prepare(statement).run()
+    zoe = await api(rt, "POST", "/api/auth/register", body={"username": "zoe", "password": "zoe-password-1"})
+    alice = await login(rt, "alice")
+    a, _ = await room(rt, "general", alice)
+    z, _ = await room(rt, "general", zoe)
+    await say(a, "alice's words")
+    await say(z, "zoe's words")
+    await rt.settle()
+    assert len(list(rt.storage("CHAT", "general").list(prefix="arc:"))) == 2
+    await rt.crash()
+    await rt.restart()
+    fail[0] = False
+    zoe = await api(rt, "POST", "/api/auth/login", body={"username": "zoe", "password": "zoe-password-1"})
+    await api(rt, "DELETE", "/api/me", zoe["accessToken"], body={"password": "zoe-password-1"})
+    await rt.advance(61)
+    rows = (await rt.env.DB.prepare("SELECT seq, sender FROM messages WHERE room = 'general'").all()).results
+    assert [(r["seq"], r["sender"]) for r in rows] == [(1, "ualice")]    # zoe's is gone for good
+    assert list(rt.storage("CHAT", "general").list(prefix="arc:")) == []
