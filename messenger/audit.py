@@ -51,11 +51,13 @@ def _int_var(env, name: str, default: int) -> int:
 
 
 def settings(env) -> dict:
-    """{"batchMax", "flushMs", "retentionDays"} from the vars AUDIT_BATCH_MAX, AUDIT_FLUSH_SECONDS,
-    AUDIT_RETENTION_DAYS (defaults 100 records, 60 s, 90 days)."""
+    """{"batchMax", "flushMs", "retentionDays", "exportMax"} from the vars AUDIT_BATCH_MAX,
+    AUDIT_FLUSH_SECONDS, AUDIT_RETENTION_DAYS, AUDIT_EXPORT_MAX_RECORDS (defaults 100 records, 60 s,
+    90 days, 50,000 records per export call)."""
     return {"batchMax": _int_var(env, "AUDIT_BATCH_MAX", DEFAULT_BATCH_MAX),
             "flushMs": _int_var(env, "AUDIT_FLUSH_SECONDS", DEFAULT_FLUSH_S) * 1000,
-            "retentionDays": _int_var(env, "AUDIT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)}
+            "retentionDays": _int_var(env, "AUDIT_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+            "exportMax": min(_int_var(env, "AUDIT_EXPORT_MAX_RECORDS", MAX_EXPORT_RECORDS), MAX_EXPORT_RECORDS)}
 
 
 def account_ref(env, uid: str | None) -> str | None:

@@ -263,7 +263,8 @@ class Default(WorkerEntrypoint):
             response.headers.set("vary", "Origin")
             response.headers.set("access-control-allow-headers", "authorization, content-type")
             response.headers.set("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS")
-            response.headers.set("access-control-expose-headers", "retry-after")
+            response.headers.set("access-control-expose-headers",
+                                 "retry-after, x-audit-records, x-audit-truncated, x-audit-next-from, x-audit-skipped")
         return response
 
     def _envelope(self, request, body: dict, status: int, headers: dict | None = None):
@@ -492,7 +493,8 @@ class Default(WorkerEntrypoint):
             raise ApiError("invalid_field", "export at most 31 days at a time")
         await self._audit(request, "admin_action", "success", actor="admin", reason="audit_export")
         await self.env.AUDIT.getByName("log").flush()  # what is still buffered is exported too
-        lines, next_from, skipped = await audit.read(self.env, from_ms, to_ms, audit.MAX_EXPORT_RECORDS)
+        cap = audit.settings(self.env)["exportMax"]
+        lines, next_from, skipped = await audit.read(self.env, from_ms, to_ms, cap)
         headers = {**SECURITY_HEADERS, "content-type": "application/x-ndjson; charset=utf-8",
                    "x-audit-records": str(len(lines))}
         if next_from is not None:  # more records in the range: ask again with from=<next-from>

@@ -72,7 +72,23 @@ async function load(event) {
 async function download() {
   $("admin-error").textContent = "";
   try {
-    const text = await (await call("/api/admin/audit")).text();
+    // An export is cut at the server's record cap: follow x-audit-next-from until it is whole. The
+    // next part starts at the last millisecond sent, so lines from that millisecond come twice: drop them.
+    const lines = [];
+    let from = null;
+    let boundary = new Set();
+    for (let part = 0; part < 1000; part += 1) {
+      const resp = await call(from === null ? "/api/admin/audit" : `/api/admin/audit?from=${from}`);
+      const fresh = (await resp.text()).split("\n").filter((line) => line && !boundary.has(line));
+      lines.push(...fresh);
+      const next = resp.headers.get("x-audit-next-from");
+      if (next === null) break;
+      boundary = new Set(fresh.filter((line) => {
+        try { return String(JSON.parse(line).ts) === next; } catch (_) { return false; }
+      }));
+      from = next;
+    }
+    const text = lines.map((line) => line + "\n").join("");
     const link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([text], { type: "application/x-ndjson" }));
     link.download = "audit.ndjson";
