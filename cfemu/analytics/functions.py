@@ -154,12 +154,18 @@ def _avg(c: _Call) -> Typed:
     return Typed(f"avg({distinct}{value.sql})", "Float64")
 
 
-@_fn("min", "max")
-def _min_max(c: _Call) -> Typed:
+# One-argument aggregates that keep their argument's type: ClickHouse name -> DuckDB function.
+_SAME_TYPE_AGGREGATES = {"min": "min", "max": "max", "first_value": "first", "any": "first",
+                         "last_value": "last", "anylast": "last"}
+
+
+@_fn("min", "max", "first_value", "any", "last_value", "anyLast")
+def _same_type_aggregate(c: _Call) -> Typed:
     c.no_params()
     c.arity(1)
     value = c.arg(0)
-    return Typed(_or_default(f"{c.name.lower()}({value.sql})", value.type), value.type)
+    fn = _SAME_TYPE_AGGREGATES[c.name.lower()]
+    return Typed(_or_default(f"{fn}({value.sql})", value.type), value.type)
 
 
 @_fn("argMax", "argMin")
@@ -169,22 +175,6 @@ def _arg_extreme(c: _Call) -> Typed:
     value, by = c.arg(0), c.arg(1)
     fn = "arg_max" if c.name.lower() == "argmax" else "arg_min"
     return Typed(_or_default(f"{fn}({value.sql}, {by.sql})", value.type), value.type)
-
-
-@_fn("first_value", "any")
-def _first(c: _Call) -> Typed:
-    c.no_params()
-    c.arity(1)
-    value = c.arg(0)
-    return Typed(_or_default(f"first({value.sql})", value.type), value.type)
-
-
-@_fn("last_value", "anyLast")
-def _last(c: _Call) -> Typed:
-    c.no_params()
-    c.arity(1)
-    value = c.arg(0)
-    return Typed(_or_default(f"last({value.sql})", value.type), value.type)
 
 
 def _weight_is_sample_interval(c: _Call, node: exp.Expression) -> bool:
