@@ -9,19 +9,12 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from cfemu.clock import VirtualClock
 from cfemu.kv import KVNamespace
+from kv_sync import run
 
 START = 1_800_000_000.0
 DELAY = 60.0
 LOCATIONS = st.sampled_from(["primary", "sydney", "lima"])
 KEYS = st.sampled_from(["a", "b", "c"])
-
-
-def run(coro):
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise AssertionError("the KV call suspended")
 
 
 class LocationsMachine(RuleBasedStateMachine):

@@ -12,19 +12,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from cfemu.clock import VirtualClock
 from cfemu.kv import KVNamespace
+from kv_sync import run
 
 START = 1_800_000_000.5
 KEYS = st.sampled_from(["a", "ab", "a/b", "b", "é", "z", "\uffff", "😀", "a\u0000", "A"])
 PREFIXES = st.sampled_from(["", "a", "a/", "b", "\uffff", "😀", "zz"])
 
-
-def run(coro):
-    """Run a coroutine that never suspends (KV calls on str values do not) without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    raise AssertionError("the KV call suspended")
 
 
 class KVMachine(RuleBasedStateMachine):
